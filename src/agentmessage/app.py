@@ -1,0 +1,57 @@
+"""Builds the FastAPI application: routers, middleware, error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from agentmessage import __version__
+from agentmessage.consent.endpoints import router as consent_router
+from agentmessage.db.engine import Database, create_engine
+from agentmessage.health import router as health_router
+from agentmessage.kit.handlers import install_error_handlers
+from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from agentmessage.settings import Settings
+
+MIB = 1024 * 1024
+
+DESCRIPTION = """
+The system of record for SMS consent: capture consent with evidence, honour
+opt-outs at once, and prove later how and when each consent was given or revoked.
+
+Authenticate with your API key as a bearer token: `Authorization: Bearer am_live_...`.
+Every request is scoped to the organization that owns the key. Errors share one
+envelope: `{"success": false, "error": {"code", "message", "request_id", "details"?}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    settings = settings or Settings()
+    database = database or Database(
+        create_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="AgentMessage Consent",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.include_router(health_router)
+    app.include_router(consent_router)
+    install_error_handlers(app)
+    # Added last = outermost: the request id exists before anything else runs.
+    app.add_middleware(
+        BodyLimitMiddleware, default_limit=1 * MIB, limits={"/v1/consent/bulk": 8 * MIB}
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app

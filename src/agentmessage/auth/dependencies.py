@@ -1,0 +1,49 @@
+"""FastAPI dependencies: the authenticated caller, and one alias per scope."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.service import Caller, authenticate
+from agentmessage.kit.errors import Forbidden, Unauthorized
+from agentmessage.kit.routing import get_session
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="Send your API key as a bearer token: `Authorization: Bearer am_live_...`.",
+)
+
+
+async def authenticated_caller(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthorized()
+    caller = await authenticate(session, credentials.credentials)
+    if caller is None:
+        raise Unauthorized()
+    request.state.caller = caller
+    return caller
+
+
+def require(scope: str) -> Callable[[Caller], Awaitable[Caller]]:
+    async def dependency(caller: Annotated[Caller, Depends(authenticated_caller)]) -> Caller:
+        if scope not in caller.scopes:
+            raise Forbidden(details={"scope": f"this key needs the {scope} scope"})
+        return caller
+
+    return dependency
+
+
+ConsentRead = Annotated[Caller, Depends(require("consent:read"))]
+ConsentWrite = Annotated[Caller, Depends(require("consent:write"))]
+MessagesRead = Annotated[Caller, Depends(require("messages:read"))]
+MessagesWrite = Annotated[Caller, Depends(require("messages:write"))]

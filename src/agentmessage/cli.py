@@ -1,0 +1,296 @@
+"""The ``agentmessage`` command: serve, migrate, and create organizations, numbers, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.keys import SCOPES
+from agentmessage.auth.service import Caller, OrgScope, create_key
+from agentmessage.db.engine import Database, create_engine
+from agentmessage.db.migrate import upgrade_to_head
+from agentmessage.db.models import Organization, PhoneNumber
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.errors import ApiError
+from agentmessage.kit.timefmt import format_rfc3339
+from agentmessage.orgs.plans import PLANS
+from agentmessage.orgs.service import create_organization, create_phone_number
+from agentmessage.settings import Settings
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"agentmessage: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, indent=2))
+
+
+def _org_json(org: Organization) -> dict[str, Any]:
+    return {
+        "id": str(org.id),
+        "name": org.name,
+        "plan": org.plan,
+        "rate_limit_per_minute": org.rate_limit_per_minute
+        or PLANS[org.plan].default_rate_limit_per_minute,
+        "created_at": format_rfc3339(org.created_at),
+    }
+
+
+def _number_json(number: PhoneNumber) -> dict[str, Any]:
+    return {
+        "id": str(number.id),
+        "org_id": str(number.org_id),
+        "number": number.number,
+        "created_at": format_rfc3339(number.created_at),
+    }
+
+
+async def _in_transaction(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
+) -> dict[str, Any] | None:
+    """Migrate, then run ``work`` in one transaction: all of it is written, or nothing."""
+    database = Database(create_engine(settings.resolved_database_url, pool_size=1))
+    try:
+        await upgrade_to_head(database.engine)
+        async with database.session(writes=True) as session:
+            try:
+                result = await work(session)
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+            return result
+    finally:
+        await database.dispose()
+
+
+def _run(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
+) -> None:
+    try:
+        result = asyncio.run(_in_transaction(settings, work))
+    except ApiError as exc:
+        reasons = "; ".join(f"{k}: {v}" for k, v in (exc.details or {}).items())
+        _fail(reasons or exc.message)
+    if result is not None:
+        _emit(result)
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
+    async def migrate() -> None:
+        database = Database(create_engine(settings.resolved_database_url, pool_size=1))
+        try:
+            await upgrade_to_head(database.engine)
+        finally:
+            await database.dispose()
+
+    asyncio.run(migrate())
+    print("database is at the latest migration", file=sys.stderr)
+
+
+def cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        org = await create_organization(
+            session, name=args.name, plan=args.plan, rate_limit_per_minute=args.rate_limit
+        )
+        return _org_json(org)
+
+    _run(settings, work)
+
+
+def cmd_numbers_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return _number_json(await create_phone_number(session, org_id=args.org, number=args.number))
+
+    _run(settings, work)
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        created = await create_key(
+            session, org_id=args.org, scopes=args.scopes.split(","), name=args.name
+        )
+        return {
+            "id": str(created.key.id),
+            "org_id": str(created.key.org_id),
+            "key": created.plain,
+            "name": created.key.name,
+            "scopes": created.key.scopes.split(),
+            "created_at": format_rfc3339(created.key.created_at),
+        }
+
+    _run(settings, work)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    """Create a demo organization, number, key and a few consents when the database is empty."""
+
+    async def work(session: AsyncSession) -> dict[str, Any] | None:
+        from agentmessage.consent.schemas import parse_capture
+        from agentmessage.consent.service import capture
+
+        existing = await session.scalar(select(func.count()).select_from(Organization))
+        if existing:
+            org = await session.scalar(select(Organization).order_by(Organization.created_at))
+            assert org is not None
+            print(
+                "\nThe database already has data; the demo key was printed on the first run.\n"
+                "Make a new key with:\n"
+                f"  .venv/bin/agentmessage keys create --org {org.id} --scopes "
+                f"{','.join(SCOPES)}\n",
+                file=sys.stderr,
+            )
+            return None
+        org = await create_organization(session, name="Demo Dental", plan="growth")
+        number = await create_phone_number(session, org_id=org.id, number="+15550100001")
+        key = await create_key(session, org_id=org.id, scopes=SCOPES, name="demo")
+        caller = Caller(
+            org_id=OrgScope(org.id),
+            org_name=org.name,
+            plan=org.plan,
+            rate_limit_per_minute=None,
+            key_id=key.key.id,
+            scopes=frozenset(SCOPES),
+        )
+        now = utcnow()
+        for offset, (contact, opted_in, method) in enumerate(
+            [
+                ("+15554443333", True, "checkbox"),
+                ("+15554443334", True, "written"),
+                ("+15554443335", False, "verbal"),
+            ]
+        ):
+            await capture(
+                session,
+                caller,
+                parse_capture(
+                    {
+                        "phone_number_id": str(number.id),
+                        "contact_number": contact,
+                        "opted_in": opted_in,
+                        "evidence": {
+                            "captured_at": format_rfc3339(now - timedelta(hours=3 - offset)),
+                            "consent_method": method,
+                            "agreement_text": "By signing up you agree to receive appointment "
+                            "reminders from Demo Dental. Msg & data rates may apply. "
+                            "Reply STOP to opt out.",
+                            "ip_address": "203.0.113.42",
+                            "form_url": "https://example.com/signup",
+                        },
+                    }
+                ),
+            )
+        base = f"http://{args.host}:{args.port}"
+        print(
+            "\nDemo organization 'Demo Dental' (plan growth), sender number "
+            f"{number.number} (id {number.id}).\n"
+            f"API key (shown once): {key.plain}\n\n"
+            "Try it:\n"
+            f"  curl -s {base}/v1/consent -H 'Authorization: Bearer {key.plain}'\n"
+            f"Docs: {base}/docs\n",
+            file=sys.stderr,
+        )
+        return None
+
+    _run(settings, work)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    cmd_migrate(settings, args)
+    uvicorn.run(
+        "agentmessage.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentmessage",
+        description="AgentMessage Consent: the system of record for SMS consent.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="apply pending migrations, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    demo = commands.add_parser("demo", help="create demo data on an empty database")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(handler=cmd_demo)
+
+    orgs = commands.add_parser("orgs", help="organizations").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    org_create = orgs.add_parser("create", help="create an organization")
+    org_create.add_argument("--name", required=True)
+    org_create.add_argument("--plan", default="payg", choices=list(PLANS))
+    org_create.add_argument("--rate-limit", type=int, help="requests per minute (plan default)")
+    org_create.set_defaults(handler=cmd_orgs_create)
+
+    numbers = commands.add_parser("numbers", help="sender phone numbers").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    number_create = numbers.add_parser("create", help="add a sender number")
+    number_create.add_argument("--org", required=True, type=_uuid)
+    number_create.add_argument("--number", required=True, help="E.164, e.g. +15550100001")
+    number_create.set_defaults(handler=cmd_numbers_create)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    key_create = keys.add_parser("create", help="create an API key (printed once)")
+    key_create.add_argument("--org", required=True, type=_uuid)
+    key_create.add_argument("--scopes", required=True, help=f"comma-separated: {','.join(SCOPES)}")
+    key_create.add_argument("--name")
+    key_create.set_defaults(handler=cmd_keys_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = Settings()
+    args.handler(settings, args)
+
+
+if __name__ == "__main__":
+    main()

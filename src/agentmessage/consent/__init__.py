@@ -1,0 +1,1 @@
+"""Consent records, their capture and revocation, and their append-only history."""

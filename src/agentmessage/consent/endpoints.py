@@ -1,0 +1,154 @@
+"""/v1/consent: capture, list, read, history, revoke."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.dependencies import ConsentRead, ConsentWrite
+from agentmessage.consent import service
+from agentmessage.consent.repository import ListFilters
+from agentmessage.consent.schemas import (
+    ConsentCapture,
+    ConsentEventOut,
+    ConsentHistory,
+    ConsentList,
+    ConsentMethod,
+    ConsentRecordOut,
+    HistoryMeta,
+    ListMeta,
+)
+from agentmessage.kit.errors import ValidationFailed
+from agentmessage.kit.openapi import error_responses
+from agentmessage.kit.phone import e164_problem
+from agentmessage.kit.routing import TransactionalRoute, get_session
+from agentmessage.kit.timefmt import RFC3339
+from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE
+
+router = APIRouter(prefix="/v1/consent", tags=["Consent"], route_class=TransactionalRoute)
+Session = Annotated[AsyncSession, Depends(get_session)]
+ConsentId = Annotated[uuid.UUID, "the consent record's id"]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConsentRecordOut,
+    summary="Capture attested consent",
+    description=(
+        "Record that a contact opted in (or out), with the evidence of how and when. "
+        "Creates the record (201) or updates the existing one for that sender number "
+        "and contact (200); either way one history event is appended. Opt-in capture "
+        "requires a plan with attested capture (payg, growth, scale, enterprise); "
+        "opt-outs are never plan-gated. Requires the consent:write scope."
+    ),
+    responses={
+        200: {"model": ConsentRecordOut, "description": "Existing record updated"},
+        **error_responses(400, 401, 403, 404, 413, 422, plan_message=PLAN_REQUIRED_MESSAGE),
+    },
+)
+async def capture_consent(
+    body: ConsentCapture, caller: ConsentWrite, session: Session, response: Response
+) -> ConsentRecordOut:
+    result = await service.capture(session, caller, body)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return ConsentRecordOut.model_validate(result.record)
+
+
+@router.get(
+    "",
+    response_model=ConsentList,
+    summary="List consent records",
+    description=(
+        "Page over your organization's consent records, most recently updated first. "
+        "Cursor pagination surfaces the next-page cursor in meta.next_cursor; the last "
+        "page renders next_cursor: null. Requires the consent:read scope."
+    ),
+    responses=error_responses(401, 403, 422),
+)
+async def list_consents(
+    request: Request,
+    caller: ConsentRead,
+    session: Session,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    contact_number: Annotated[str | None, Query(examples=["+15554443333"])] = None,
+    phone_number_id: uuid.UUID | None = None,
+    opted_in: bool | None = None,
+    since: Annotated[RFC3339 | None, Query(description="updated_at >= since")] = None,
+    consent_method: ConsentMethod | None = None,
+) -> ConsentList:
+    if contact_number is not None and (problem := e164_problem(contact_number)):
+        raise ValidationFailed(details={"contact_number": problem})
+    filters = ListFilters(
+        contact_number=contact_number,
+        phone_number_id=phone_number_id,
+        opted_in=opted_in,
+        since=since,
+        consent_method=consent_method,
+    )
+    page = await service.list_page(
+        session,
+        caller.org_id,
+        filters,
+        limit=limit,
+        cursor=cursor,
+        secret=request.app.state.settings.signing_secret,
+    )
+    return ConsentList(
+        data=[ConsentRecordOut.model_validate(r) for r in page.records],
+        meta=ListMeta(
+            total=page.total, limit=page.limit, offset=page.offset, next_cursor=page.next_cursor
+        ),
+    )
+
+
+@router.get(
+    "/{id}",
+    response_model=ConsentRecordOut,
+    summary="Retrieve a consent record",
+    description="Requires the consent:read scope.",
+    responses=error_responses(400, 401, 403, 404),
+)
+async def get_consent(id: uuid.UUID, caller: ConsentRead, session: Session) -> ConsentRecordOut:
+    return ConsentRecordOut.model_validate(await service.get(session, caller.org_id, id))
+
+
+@router.get(
+    "/{id}/history",
+    response_model=ConsentHistory,
+    summary="A consent record's history",
+    description=(
+        "Every opt-in and opt-out of the record, oldest first, with its evidence exactly "
+        "as received, who made it and when. History is append-only. Requires the "
+        "consent:read scope."
+    ),
+    responses=error_responses(400, 401, 403, 404),
+)
+async def consent_history(id: uuid.UUID, caller: ConsentRead, session: Session) -> ConsentHistory:
+    events = await service.history(session, caller.org_id, id)
+    return ConsentHistory(
+        data=[ConsentEventOut.model_validate(e) for e in events],
+        meta=HistoryMeta(total=len(events)),
+    )
+
+
+@router.delete(
+    "/{id}",
+    response_model=ConsentRecordOut,
+    summary="Revoke (opt out) a consent record",
+    description=(
+        "Opt the contact out: the record is set to opted out with an opt-out timestamp, "
+        "a source of api, and an opt-out history entry. Idempotent: calling again on an "
+        "already opted-out record returns the existing state without writing a second "
+        "history entry. Requests for a record outside your organization return 404 "
+        "NOT_FOUND so consent ids cannot be enumerated. Requires the consent:write scope."
+    ),
+    responses=error_responses(400, 401, 403, 404),
+)
+async def revoke_consent(id: uuid.UUID, caller: ConsentWrite, session: Session) -> ConsentRecordOut:
+    return ConsentRecordOut.model_validate(await service.revoke(session, caller, id))

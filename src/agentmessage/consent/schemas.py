@@ -1,0 +1,251 @@
+"""Consent request and response shapes, and the one validator of a capture.
+
+``ConsentCapture`` holds every rule of a consent record (SPEC.md "Records"). The
+single endpoint, bulk, imports and every flow validate through it: a rule written
+twice drifts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.errors import ValidationFailed, details_from_errors
+from agentmessage.kit.phone import E164
+from agentmessage.kit.timefmt import RFC3339
+
+ConsentMethod = Literal[
+    "checkbox", "sms_keyword", "written", "verbal", "attested", "double_opt_in", "hosted_form"
+]
+Source = Literal["api", "sms", "hosted_form", "system"]
+EventType = Literal["opt_in", "opt_out"]
+
+# Methods only this service's own flows may record, and where to go instead.
+FLOW_ONLY_METHODS: Final = {
+    "double_opt_in": "POST /v1/consent/double-opt-in",
+    "hosted_form": "POST /v1/consent/hosted",
+}
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+
+STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Evidence(BaseModel):
+    """How and when the contact consented, as the caller attests it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "captured_at": "2026-04-26T12:00:00Z",
+                    "ip_address": "203.0.113.42",
+                    "user_agent": "Mozilla/5.0",
+                    "agreement_text": "By signing up you agree to receive appointment "
+                    "reminders. Reply STOP to opt out.",
+                    "form_url": "https://example.com/signup",
+                    "consent_method": "checkbox",
+                }
+            ]
+        },
+    )
+
+    captured_at: RFC3339 = Field(description="When consent was given; at most 5 minutes ahead.")
+    consent_method: ConsentMethod
+    agreement_text: Annotated[str, Field(min_length=1, max_length=4000)]
+    ip_address: str | None = Field(default=None, description="IPv4 or IPv6 address.")
+    user_agent: Annotated[str, Field(max_length=1024)] | None = None
+    form_url: Annotated[str, Field(max_length=2048)] | None = Field(
+        default=None, description="http or https URL of the form the contact filled in."
+    )
+
+    # The evidence exactly as received: what is stored, never rewritten.
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_raw(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Evidence:
+        evidence: Evidence = handler(data)
+        evidence._raw = dict(data) if isinstance(data, dict) else evidence.model_dump(mode="json")
+        return evidence
+
+    @property
+    def as_received(self) -> dict[str, Any]:
+        return dict(self._raw)
+
+    @field_validator("captured_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime) -> datetime:
+        if value > utcnow() + MAX_CLOCK_SKEW:
+            raise PydanticCustomError("future", "must not be more than 5 minutes in the future")
+        return value
+
+    @field_validator("consent_method")
+    @classmethod
+    def _not_flow_only(cls, value: str) -> str:
+        if value in FLOW_ONLY_METHODS:
+            raise PydanticCustomError(
+                "flow_only",
+                "{method} is recorded only by this service's own flow; use {endpoint}",
+                {"method": value, "endpoint": FLOW_ONLY_METHODS[value]},
+            )
+        return value
+
+    @field_validator("agreement_text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "must not be blank")
+        return value
+
+    @field_validator("ip_address")
+    @classmethod
+    def _ip(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise PydanticCustomError("ip", "must be a valid IP address") from None
+        return value
+
+    @field_validator("form_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "must be an http or https URL")
+        return value
+
+
+class ConsentCapture(BaseModel):
+    """An attested consent (or opt-out) for one contact of one sender number."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
+                    "contact_number": "+15554443333",
+                    "opted_in": True,
+                    "evidence": Evidence.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+                }
+            ]
+        },
+    )
+
+    phone_number_id: uuid.UUID
+    contact_number: E164
+    opted_in: StrictBool
+    evidence: Evidence
+
+
+def parse_capture(data: Any, *, prefix: str = "") -> ConsentCapture:
+    """Validate one capture; ValidationFailed with ``details`` keyed by field path.
+
+    ``prefix`` names where the record sits in a larger body (``records[3]``).
+    """
+    try:
+        return ConsentCapture.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(details=details_from_errors(exc.errors(), prefix=prefix)) from None
+
+
+class ConsentRecordOut(BaseModel):
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b6",
+                    "org_id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b4",
+                    "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
+                    "contact_number": "+15554443333",
+                    "opted_in": True,
+                    "opted_in_at": "2026-04-26T12:00:00Z",
+                    "opted_out_at": None,
+                    "source": "api",
+                    "consent_method": "checkbox",
+                    "created_at": "2026-04-26T12:00:00Z",
+                    "updated_at": "2026-04-26T12:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    phone_number_id: uuid.UUID
+    contact_number: str
+    opted_in: bool
+    opted_in_at: RFC3339 | None
+    opted_out_at: RFC3339 | None
+    source: Source
+    consent_method: ConsentMethod
+    created_at: RFC3339
+    updated_at: RFC3339
+
+
+class ConsentEventOut(BaseModel):
+    """One entry of a record's history."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    consent_id: uuid.UUID
+    type: EventType
+    consent_method: ConsentMethod | None = Field(
+        description="The method this event recorded; null when it left the method as it was."
+    )
+    source: Source
+    reason: str = Field(examples=["api:capture", "api:delete", "keyword:STOP"])
+    evidence: dict[str, Any] | None = Field(description="Exactly as received.")
+    actor: dict[str, Any]
+    occurred_at: RFC3339 = Field(description="When it happened (consent given or revoked).")
+    created_at: RFC3339 = Field(description="When it was recorded here.")
+
+
+class ListMeta(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None
+
+
+class HistoryMeta(BaseModel):
+    total: int
+
+
+class ConsentList(BaseModel):
+    success: Literal[True] = True
+    data: list[ConsentRecordOut]
+    meta: ListMeta
+
+
+class ConsentHistory(BaseModel):
+    success: Literal[True] = True
+    data: list[ConsentEventOut]
+    meta: HistoryMeta

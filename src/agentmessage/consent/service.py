@@ -1,0 +1,228 @@
+"""Consent rules: capture, revoke, read, list. Services flush; the route commits."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.service import Caller, OrgScope
+from agentmessage.consent.repository import ConsentRepository, ListFilters, Position
+from agentmessage.consent.schemas import ConsentCapture
+from agentmessage.db.models import ConsentEvent, ConsentRecord
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.cursor import InvalidCursor, decode_cursor, encode_cursor
+from agentmessage.kit.errors import NotFound, PlanRequired, ValidationFailed
+from agentmessage.kit.ids import new_id
+from agentmessage.kit.timefmt import format_rfc3339, parse_rfc3339
+from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE, PLANS
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureResult:
+    record: ConsentRecord
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: Sequence[ConsentRecord]
+    total: int
+    offset: int
+    limit: int
+    next_cursor: str | None
+
+
+def ensure_plan_allows(caller: Caller, capture: ConsentCapture) -> None:
+    """Attested opt-in capture is plan-gated; recording an opt-out never is."""
+    if capture.opted_in and not PLANS[caller.plan].attested_capture:
+        raise PlanRequired(PLAN_REQUIRED_MESSAGE)
+
+
+async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture) -> CaptureResult:
+    """Record an attested opt-in or opt-out, with its evidence, as a history event.
+
+    Creates the record or updates it (``created`` says which); every call appends
+    one event. Raises PlanRequired, NotFound (phone number not in the caller's
+    organization) and ValidationFailed (an opt-in older than the contact's opt-out).
+    """
+    ensure_plan_allows(caller, capture)
+    repo = ConsentRepository(session)
+    if await repo.phone_number(caller.org_id, capture.phone_number_id) is None:
+        raise NotFound("phone number not found")
+    evidence = capture.evidence
+    now = utcnow()
+    record = await repo.get_by_contact(
+        caller.org_id, capture.phone_number_id, capture.contact_number
+    )
+    created = False
+    if record is None:
+        created = await repo.insert_if_absent(
+            ConsentRecord(
+                org_id=caller.org_id,
+                id=new_id(),
+                phone_number_id=capture.phone_number_id,
+                contact_number=capture.contact_number,
+                opted_in=capture.opted_in,
+                opted_in_at=evidence.captured_at if capture.opted_in else None,
+                opted_out_at=None if capture.opted_in else evidence.captured_at,
+                source="api",
+                consent_method=evidence.consent_method,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        # Whoever inserted it (this call or a concurrent one), read it back locked.
+        record = await repo.get_by_contact(
+            caller.org_id, capture.phone_number_id, capture.contact_number
+        )
+        assert record is not None
+    if not created:
+        _apply_capture(record, capture, now)
+    repo.add_event(
+        ConsentEvent(
+            org_id=caller.org_id,
+            id=new_id(),
+            consent_id=record.id,
+            type="opt_in" if capture.opted_in else "opt_out",
+            consent_method=evidence.consent_method,
+            source="api",
+            reason="api:capture",
+            evidence=evidence.as_received,
+            actor=caller.actor,
+            occurred_at=evidence.captured_at,
+            created_at=now,
+        )
+    )
+    await repo.flush()
+    return CaptureResult(record=record, created=created)
+
+
+def _apply_capture(record: ConsentRecord, capture: ConsentCapture, now: datetime) -> None:
+    captured_at = capture.evidence.captured_at
+    if (
+        capture.opted_in
+        and not record.opted_in
+        and record.opted_out_at is not None
+        and captured_at < record.opted_out_at
+    ):
+        # An opt-out is never undone by consent that predates it.
+        raise ValidationFailed(
+            details={
+                "evidence.captured_at": "is before the contact opted out at "
+                f"{format_rfc3339(record.opted_out_at)}; consent given before an "
+                "opt-out cannot restore it"
+            }
+        )
+    record.opted_in = capture.opted_in
+    if capture.opted_in:
+        record.opted_in_at = captured_at
+        record.opted_out_at = None
+    else:
+        record.opted_out_at = captured_at
+    record.source = "api"
+    record.consent_method = capture.evidence.consent_method
+    record.updated_at = now
+
+
+async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -> ConsentRecord:
+    """Opt the contact out. Idempotent: an opted-out record is returned unchanged and
+    no second event is written. NotFound for an unknown id or another organization's."""
+    repo = ConsentRepository(session)
+    record = await repo.get(caller.org_id, consent_id, for_update=True)
+    if record is None:
+        raise NotFound()
+    if not record.opted_in:
+        return record
+    now = utcnow()
+    record.opted_in = False
+    record.opted_out_at = now
+    record.source = "api"
+    record.updated_at = now
+    repo.add_event(
+        ConsentEvent(
+            org_id=caller.org_id,
+            id=new_id(),
+            consent_id=record.id,
+            type="opt_out",
+            consent_method=None,
+            source="api",
+            reason="api:delete",
+            evidence=None,
+            actor=caller.actor,
+            occurred_at=now,
+            created_at=now,
+        )
+    )
+    await repo.flush()
+    return record
+
+
+async def get(session: AsyncSession, org: OrgScope, consent_id: uuid.UUID) -> ConsentRecord:
+    record = await ConsentRepository(session).get(org, consent_id)
+    if record is None:
+        raise NotFound()
+    return record
+
+
+async def history(
+    session: AsyncSession, org: OrgScope, consent_id: uuid.UUID
+) -> Sequence[ConsentEvent]:
+    """Every event of the record, oldest first. NotFound as ``get``."""
+    await get(session, org, consent_id)
+    return await ConsentRepository(session).events(org, consent_id)
+
+
+async def list_page(
+    session: AsyncSession,
+    org: OrgScope,
+    filters: ListFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+    secret: bytes,
+) -> Page:
+    """One page in (updated_at DESC, id DESC) order. ValidationFailed for a cursor
+    that was altered, or minted for another organization or other filters."""
+    fingerprint = _fingerprint(org, filters)
+    after = _read_cursor(cursor, fingerprint, secret) if cursor else None
+    repo = ConsentRepository(session)
+    rows = await repo.page(org, filters, after, limit + 1)
+    total, offset = await repo.count(org, filters, after)
+    records = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = records[-1]
+        next_cursor = encode_cursor(
+            {"u": format_rfc3339(last.updated_at), "i": last.id.hex, "f": fingerprint}, secret
+        )
+    return Page(records, total=total, offset=offset, limit=limit, next_cursor=next_cursor)
+
+
+def _fingerprint(org: OrgScope, filters: ListFilters) -> str:
+    parts: list[Any] = [
+        org.hex,
+        filters.contact_number,
+        filters.phone_number_id.hex if filters.phone_number_id else None,
+        filters.opted_in,
+        format_rfc3339(filters.since) if filters.since else None,
+        filters.consent_method,
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _read_cursor(cursor: str, fingerprint: str, secret: bytes) -> Position:
+    try:
+        payload = decode_cursor(cursor, secret)
+        if payload.get("f") != fingerprint:
+            raise ValidationFailed(
+                details={"cursor": "belongs to a different query; keep the same filters"}
+            )
+        return Position(updated_at=parse_rfc3339(payload["u"]), id=uuid.UUID(hex=payload["i"]))
+    except (InvalidCursor, KeyError, ValueError, TypeError):
+        raise ValidationFailed(details={"cursor": "is not a valid cursor"}) from None

@@ -1,0 +1,1 @@
+"""Engine, sessions, models and migrations. Dialect differences live here only."""

@@ -1,0 +1,98 @@
+"""Engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+# Execution option that makes an SQLite transaction take the write lock at BEGIN.
+# A deferred transaction that reads and then writes can fail with "database is
+# locked" when another writer got there first; IMMEDIATE waits instead.
+SQLITE_IMMEDIATE = "agentmessage_sqlite_immediate"
+
+
+def async_url(url: str) -> str:
+    """Map plain ``sqlite://`` and ``postgresql://`` URLs to their async drivers."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+    backend = parsed.get_backend_name()
+    if backend not in driver:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2", "sqlite"):
+        parsed = parsed.set(drivername=driver[backend])
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    parsed: URL = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "agentmessage"}},
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver: it would otherwise
+        # BEGIN lazily, which breaks SAVEPOINT and the IMMEDIATE mode below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def sessionmaker(engine: AsyncEngine, *, writes: bool) -> async_sessionmaker[AsyncSession]:
+    """Sessions for one request. ``writes`` takes SQLite's write lock up front."""
+    bind = engine.execution_options(**{SQLITE_IMMEDIATE: True}) if writes else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+def is_postgresql(session_or_engine: AsyncSession | AsyncEngine) -> bool:
+    bind = (
+        session_or_engine.get_bind()
+        if isinstance(session_or_engine, AsyncSession)
+        else session_or_engine
+    )
+    return bind.dialect.name == "postgresql"
+
+
+class Database:
+    """One engine and the two kinds of request session it hands out."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._reads = sessionmaker(engine, writes=False)
+        self._writes = sessionmaker(engine, writes=True)
+
+    def session(self, *, writes: bool) -> AsyncSession:
+        return (self._writes if writes else self._reads)()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

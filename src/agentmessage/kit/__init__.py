@@ -1,0 +1,1 @@
+"""Domain-free machinery: errors, ids, clocks, cursors, routing."""

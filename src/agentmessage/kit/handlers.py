@@ -1,0 +1,65 @@
+"""One place that turns every error into the envelope of SPEC.md."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentmessage.kit.errors import ApiError, details_from_errors
+from agentmessage.kit.responses import error_response
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(
+        exc.status, exc.code, exc.message, request_id_of(request), exc.details, exc.headers
+    )
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    kinds = {str(e.get("type")) for e in errors}
+    where = {e.get("loc", ("",))[0] for e in errors}
+    if "json_invalid" in kinds:
+        return error_response(
+            400,
+            "VALIDATION_FAILED",
+            "request body is not valid JSON",
+            request_id_of(request),
+            {"body": "must be valid JSON"},
+        )
+    # A malformed path id is a malformed URL, not a bad field: 400.
+    status = 400 if where == {"path"} else 422
+    return error_response(
+        status,
+        "VALIDATION_FAILED",
+        "validation failed",
+        request_id_of(request),
+        details_from_errors(errors),
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    rid = request_id_of(request)
+    if exc.status_code == 404:
+        return error_response(404, "NOT_FOUND", "not found", rid)
+    if exc.status_code == 405:
+        return error_response(
+            405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers=exc.headers
+        )
+    if exc.status_code == 400:
+        return error_response(400, "VALIDATION_FAILED", "malformed request", rid)
+    return error_response(exc.status_code, "HTTP_ERROR", str(exc.detail), rid, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -1,0 +1,43 @@
+"""E.164 phone numbers, judged by libphonenumber."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import phonenumbers
+from pydantic import AfterValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+_SHAPE = re.compile(r"^\+[1-9]\d{7,14}$")
+
+E164_MESSAGE = "must be E.164"
+
+
+def e164_problem(value: str) -> str | None:
+    """None when ``value`` is E.164 (``+`` and 8..15 digits libphonenumber deems possible)."""
+    if not _SHAPE.match(value):
+        return E164_MESSAGE
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return E164_MESSAGE
+    # "Possible", not "valid": the fictional +1 555 numbers of the docs must pass.
+    if not phonenumbers.is_possible_number(parsed):
+        return E164_MESSAGE
+    return None
+
+
+def _check_e164(value: str) -> str:
+    if e164_problem(value):
+        raise PydanticCustomError("e164", E164_MESSAGE)
+    return value
+
+
+E164 = Annotated[
+    str,
+    AfterValidator(_check_e164),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\+[1-9]\d{7,14}$", "examples": ["+15554443333"]}
+    ),
+]

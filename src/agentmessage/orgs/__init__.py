@@ -1,0 +1,1 @@
+"""Organizations (businesses), their plans and their sender numbers."""

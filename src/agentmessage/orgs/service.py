@@ -1,0 +1,70 @@
+"""Creating organizations and sender numbers (the CLI and the demo use these)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.db.models import Organization, PhoneNumber
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.errors import NotFound, ValidationFailed
+from agentmessage.kit.phone import e164_problem
+from agentmessage.orgs.plans import PLANS
+
+
+async def create_organization(
+    session: AsyncSession,
+    *,
+    name: str,
+    plan: str = "payg",
+    rate_limit_per_minute: int | None = None,
+) -> Organization:
+    """Validates every field before writing; raises ValidationFailed naming the field."""
+    details: dict[str, str] = {}
+    if not name.strip() or len(name) > 200:
+        details["name"] = "must be 1..200 characters"
+    if plan not in PLANS:
+        details["plan"] = f"must be one of {', '.join(PLANS)}"
+    if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= 10_000_000:
+        details["rate_limit"] = "must be between 1 and 10000000 requests per minute"
+    if details:
+        raise ValidationFailed(details=details)
+    org = Organization(
+        name=name.strip(),
+        plan=plan,
+        rate_limit_per_minute=rate_limit_per_minute,
+        created_at=utcnow(),
+    )
+    session.add(org)
+    await session.flush()
+    return org
+
+
+async def get_organization(session: AsyncSession, org_id: uuid.UUID) -> Organization:
+    org = await session.get(Organization, org_id)
+    if org is None:
+        raise NotFound("organization not found")
+    return org
+
+
+async def create_phone_number(
+    session: AsyncSession, *, org_id: uuid.UUID, number: str
+) -> PhoneNumber:
+    """A sender number; the same number twice in one organization is refused."""
+    await get_organization(session, org_id)
+    problem = e164_problem(number)
+    if problem:
+        raise ValidationFailed(details={"number": problem})
+    existing = await session.scalar(
+        select(PhoneNumber).where(PhoneNumber.org_id == org_id, PhoneNumber.number == number)
+    )
+    if existing is not None:
+        raise ValidationFailed(
+            details={"number": "is already a sender number of this organization"}
+        )
+    phone = PhoneNumber(org_id=org_id, number=number, created_at=utcnow())
+    session.add(phone)
+    await session.flush()
+    return phone
