@@ -7,11 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import Caller, authenticate
 from agentmessage.kit.errors import Forbidden, Unauthorized
-from agentmessage.kit.routing import get_session
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -22,12 +20,19 @@ bearer = HTTPBearer(
 
 async def authenticated_caller(
     request: Request,
-    session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
+    """The key's caller. 401 for a missing, malformed, unknown or revoked key.
+
+    The lookup uses a short session of its own, not the request's transaction:
+    on SQLite a write request's transaction holds the write lock from its first
+    statement, and the work that must commit on its own before the endpoint runs
+    (rate-limit charges, Idempotency-Key claims) would otherwise wait on it.
+    """
     if credentials is None:
         raise Unauthorized()
-    caller = await authenticate(session, credentials.credentials)
+    async with request.app.state.database.session(writes=False) as session:
+        caller = await authenticate(session, credentials.credentials)
     if caller is None:
         raise Unauthorized()
     request.state.caller = caller
