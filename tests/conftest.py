@@ -81,6 +81,8 @@ def _joined_session(connection: AsyncConnection) -> AsyncSession:
 class TestDatabase(Database):
     """Hands the app sessions that join the test's rolled-back transaction."""
 
+    __test__ = False  # a fixture class, not a test class
+
     def __init__(self, engine: AsyncEngine, connection: AsyncConnection) -> None:
         super().__init__(engine)
         self.connection = connection

@@ -107,7 +107,7 @@ class ConsentRepository:
     async def count(
         self, org: OrgScope, filters: ListFilters, after: Position | None
     ) -> tuple[int, int]:
-        """(records matching the filters, how many of them come before ``after``).
+        """(records matching the filters, how many of them precede the page after ``after``).
 
         One scan whatever the depth of the page, so deep pages cost what the first does.
         """
@@ -115,7 +115,7 @@ class ConsentRepository:
         if after is None:
             total = await self.session.scalar(select(func.count()).where(*conditions))
             return int(total or 0), 0
-        before = func.coalesce(func.sum(case((_sort_key() > _position(after), 1), else_=0)), 0)
+        before = func.coalesce(func.sum(case((_sort_key() >= _position(after), 1), else_=0)), 0)
         row = (await self.session.execute(select(func.count(), before).where(*conditions))).one()
         return int(row[0]), int(row[1])
 

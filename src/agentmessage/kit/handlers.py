@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from agentmessage.kit.errors import ApiError, details_from_errors
 from agentmessage.kit.responses import error_response
@@ -51,12 +52,30 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(404, "NOT_FOUND", "not found", rid)
     if exc.status_code == 405:
+        allow = ", ".join(_allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
         return error_response(
-            405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers=exc.headers
+            405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers={"Allow": allow}
         )
     if exc.status_code == 400:
         return error_response(400, "VALIDATION_FAILED", "malformed request", rid)
     return error_response(exc.status_code, "HTTP_ERROR", str(exc.detail), rid, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers to (Starlette names only the first route's)."""
+    app = request.app
+    templates = getattr(app.state, "path_templates", None)
+    if templates is None:
+        templates = [
+            (compile_path(path)[0], sorted(op.upper() for op in operations))
+            for path, operations in app.openapi()["paths"].items()
+        ]
+        app.state.path_templates = templates
+    methods: set[str] = set()
+    for regex, operations in templates:
+        if regex.match(request.url.path):
+            methods.update(operations)
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -59,7 +59,6 @@ def error_responses(
             "description": description,
             "content": {"application/json": {"example": {"success": False, "error": error}}},
         }
-    return responses
     if plan_message is not None and 403 in responses:
         forbidden = responses[403]["content"]["application/json"].pop("example")
         plan = {"success": False, "error": {"code": "PLAN_REQUIRED", "message": plan_message}}

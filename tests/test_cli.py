@@ -1,0 +1,131 @@
+"""The agentmessage command, run as a user runs it: a subprocess on a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from agentmessage.db.engine import create_engine
+from agentmessage.db.models import ApiKey
+
+AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def cli_database(request, database_url_factory) -> str:
+    return database_url_factory(request.param)
+
+
+@pytest.fixture
+def run(cli_database, tmp_path):
+    env = {
+        **os.environ,
+        "AGENTMESSAGE_DATABASE_URL": cli_database,
+        "AGENTMESSAGE_DATA_DIR": str(tmp_path),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AGENTMESSAGE, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    return run
+
+
+def _json(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+async def test_create_org_number_and_key_on_a_fresh_database(run, cli_database):
+    org = _json(run("orgs", "create", "--name", "Acme Dental", "--plan", "starter"))
+    assert org["name"] == "Acme Dental"
+    assert org["plan"] == "starter"
+    assert org["rate_limit_per_minute"] == 600  # the plan's default
+    custom = _json(run("orgs", "create", "--name", "Big", "--rate-limit", "50"))
+    assert custom["plan"] == "payg" and custom["rate_limit_per_minute"] == 50
+
+    number = _json(run("numbers", "create", "--org", org["id"], "--number", "+15550100001"))
+    assert number["org_id"] == org["id"]
+    assert number["number"] == "+15550100001"
+
+    key = _json(
+        run("keys", "create", "--org", org["id"], "--scopes", "consent:read,consent:write",
+            "--name", "ci")
+    )  # fmt: skip
+    assert key["key"].startswith("am_live_") and len(key["key"]) >= 8 + 32
+    assert key["scopes"] == ["consent:read", "consent:write"]
+
+    # Only a hash of the key is stored.
+    engine = create_engine(cli_database)
+    async with engine.connect() as connection:
+        stored = (await connection.execute(select(ApiKey))).one()
+    await engine.dispose()
+    assert key["key"] not in " ".join(str(value) for value in stored)
+    assert stored.key_hash != key["key"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("orgs", "create", "--name", ""), "name"),
+        (("orgs", "create", "--name", "X", "--plan", "platinum"), "invalid choice"),
+        (("orgs", "create", "--name", "X", "--rate-limit", "0"), "rate_limit"),
+        (("numbers", "create", "--org", "nope", "--number", "+15550100001"), "not a UUID"),
+        (
+            (
+                "numbers",
+                "create",
+                "--org",
+                "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+                "--number",
+                "+15550100001",
+            ),
+            "organization not found",
+        ),
+        (("keys", "create", "--org", "497f6eca-6276-4993-bfeb-53cbbbba6f08"), "--scopes"),
+        (("frobnicate",), "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message_on_stderr(run, args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_number_and_scopes_write_nothing(run):
+    org = _json(run("orgs", "create", "--name", "Acme"))
+    bad = run("numbers", "create", "--org", org["id"], "--number", "555-0100")
+    assert bad.returncode == 2 and "must be E.164" in bad.stderr
+    bad = run("keys", "create", "--org", org["id"], "--scopes", "consent:read,admin")
+    assert bad.returncode == 2 and "scopes" in bad.stderr
+    good = _json(run("numbers", "create", "--org", org["id"], "--number", "+15550100001"))
+    duplicate = run("numbers", "create", "--org", org["id"], "--number", "+15550100001")
+    assert duplicate.returncode == 2 and "already" in duplicate.stderr
+    assert good["number"] == "+15550100001"
+
+
+def test_demo_creates_data_once_and_prints_a_working_curl(run):
+    first = run("demo")
+    assert first.returncode == 0, first.stderr
+    assert "am_live_" in first.stderr
+    assert "curl -s http://127.0.0.1:8000/v1/consent -H 'Authorization: Bearer am_live_" in (
+        first.stderr
+    )
+    second = run("demo")
+    assert second.returncode == 0
+    assert "am_live_" not in second.stderr
+    assert "keys create --org" in second.stderr
+
+
+def test_migrate_is_idempotent(run):
+    assert run("migrate").returncode == 0
+    assert run("migrate").returncode == 0
