@@ -61,8 +61,8 @@ def error_responses(
         }
     if plan_message is not None and 403 in responses:
         forbidden = responses[403]["content"]["application/json"].pop("example")
-        plan = {"success": False, "error": {"code": "PLAN_REQUIRED", "message": plan_message}}
-        plan["error"]["request_id"] = _RID
+        plan_error = {"code": "PLAN_REQUIRED", "message": plan_message, "request_id": _RID}
+        plan = {"success": False, "error": plan_error}
         responses[403]["description"] = "Missing scope, or attested capture not in the plan"
         responses[403]["content"]["application/json"]["examples"] = {
             "FORBIDDEN": {"value": forbidden},
