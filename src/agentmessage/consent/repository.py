@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import ColumnElement, case, func, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.db.models import ConsentEvent, ConsentRecord, PhoneNumber
 from agentmessage.db.upsert import insert_or_ignore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +36,33 @@ class ListFilters:
     opted_in: bool | None = None
     since: datetime | None = None
     consent_method: str | None = None
+
+
+class ContactKey(NamedTuple):
+    """What makes a consent record unique within an organization."""
+
+    phone_number_id: uuid.UUID
+    contact_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """A consent record's columns, as the capture rules see them."""
+
+    org_id: uuid.UUID
+    id: uuid.UUID
+    phone_number_id: uuid.UUID
+    contact_number: str
+    opted_in: bool
+    opted_in_at: datetime | None
+    opted_out_at: datetime | None
+    source: str
+    consent_method: str
+    created_at: datetime
+    updated_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,32 +90,77 @@ class ConsentRepository:
             statement = statement.with_for_update()
         return (await self.session.scalars(statement)).one_or_none()
 
-    async def get_by_contact(
-        self, org: OrgScope, phone_number_id: uuid.UUID, contact_number: str
-    ) -> ConsentRecord | None:
-        """The record, locked for update (PostgreSQL; SQLite holds the write lock)."""
-        statement = (
-            select(ConsentRecord)
-            .where(
-                ConsentRecord.org_id == org,
-                ConsentRecord.phone_number_id == phone_number_id,
-                ConsentRecord.contact_number == contact_number,
-            )
-            .with_for_update()
-            # A row inserted by a concurrent request must be read, not a stale copy.
-            .execution_options(populate_existing=True)
+    async def known_phone_numbers(
+        self, org: OrgScope, phone_number_ids: Iterable[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Which of these ids are sender numbers of the organization."""
+        ids = list(set(phone_number_ids))
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(PhoneNumber.id).where(PhoneNumber.org_id == org, PhoneNumber.id.in_(ids))
         )
-        return (await self.session.scalars(statement)).one_or_none()
+        return set(rows)
 
-    async def insert_if_absent(self, record: ConsentRecord) -> bool:
-        """Insert unless a record for that contact exists; True if this call inserted it."""
-        values = {
-            column.key: getattr(record, column.key) for column in ConsentRecord.__table__.columns
-        }
-        result = await self.session.execute(
-            insert_or_ignore(self.session, ConsentRecord).values(**values)
+    async def lock_states(
+        self, org: OrgScope, keys: Sequence[ContactKey]
+    ) -> dict[ContactKey, ConsentState]:
+        """The records of these contacts, locked until commit (PostgreSQL; SQLite
+        write transactions hold the database lock already)."""
+        found: dict[ContactKey, ConsentState] = {}
+        wanted = set(keys)
+        columns = [ConsentRecord.__table__.c[name] for name in ConsentState.__slots__]
+        for chunk in _chunks(sorted(wanted), 500):
+            # Two IN lists ride the unique (org, number, contact) index; the pairs
+            # are then matched exactly here.
+            statement = (
+                select(*columns)
+                .where(
+                    ConsentRecord.org_id == org,
+                    ConsentRecord.phone_number_id.in_({k.phone_number_id for k in chunk}),
+                    ConsentRecord.contact_number.in_({k.contact_number for k in chunk}),
+                )
+                .with_for_update()
+            )
+            for row in await self.session.execute(statement):
+                key = ContactKey(row.phone_number_id, row.contact_number)
+                if key in wanted:
+                    found[key] = ConsentState(**row._mapping)
+        return found
+
+    async def insert_states(self, states: Sequence[ConsentState]) -> set[uuid.UUID]:
+        """Insert new records unless their contact exists; the ids actually inserted."""
+        inserted: set[uuid.UUID] = set()
+        for chunk in _chunks(list(states), 500):
+            statement = (
+                insert_or_ignore(self.session, ConsentRecord)
+                .values([state.row() for state in chunk])
+                .returning(ConsentRecord.id)
+            )
+            inserted.update(await self.session.scalars(statement))
+        return inserted
+
+    async def update_states(self, org: OrgScope, states: Sequence[ConsentState]) -> None:
+        """Write the new state of existing records: one executemany statement."""
+        if not states:
+            return
+        table = cast(Table, ConsentRecord.__table__)
+        statement = (
+            update(table)
+            .where(table.c.org_id == bindparam("b_org_id"), table.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in _MUTABLE})
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        await self.session.execute(
+            statement,
+            [
+                {"b_org_id": org, "b_id": s.id, **{name: getattr(s, name) for name in _MUTABLE}}
+                for s in states
+            ],
+        )
+
+    async def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
+        if events:
+            await self.session.execute(insert(ConsentEvent), list(events))
 
     def add_event(self, event: ConsentEvent) -> None:
         self.session.add(event)
@@ -94,9 +180,7 @@ class ConsentRepository:
         self, org: OrgScope, filters: ListFilters, after: Position | None, limit: int
     ) -> Sequence[ConsentRecord]:
         """Up to ``limit`` records after ``after``, newest change first (a keyset scan)."""
-        statement = select(ConsentRecord).where(
-            *self._conditions(org, filters)
-        )
+        statement = select(ConsentRecord).where(*self._conditions(org, filters))
         if after is not None:
             statement = statement.where(_sort_key() < _position(after))
         statement = statement.order_by(
@@ -133,6 +217,14 @@ class ConsentRepository:
         if filters.consent_method is not None:
             conditions.append(ConsentRecord.consent_method == filters.consent_method)
         return conditions
+
+
+_MUTABLE = ("opted_in", "opted_in_at", "opted_out_at", "source", "consent_method", "updated_at")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _sort_key() -> ColumnElement[tuple[datetime, uuid.UUID]]:

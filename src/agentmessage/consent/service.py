@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import Caller, OrgScope
-from agentmessage.consent.repository import ConsentRepository, ListFilters, Position
+from agentmessage.consent.capture import capture_batch
+from agentmessage.consent.repository import ConsentRepository, ConsentState, ListFilters, Position
 from agentmessage.consent.schemas import ConsentCapture
 from agentmessage.db.models import ConsentEvent, ConsentRecord
 from agentmessage.kit.clock import utcnow
@@ -25,7 +25,7 @@ from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE, PLANS
 
 @dataclass(frozen=True, slots=True)
 class CaptureResult:
-    record: ConsentRecord
+    record: ConsentState
     created: bool
 
 
@@ -38,10 +38,22 @@ class Page:
     next_cursor: str | None
 
 
-def ensure_plan_allows(caller: Caller, capture: ConsentCapture) -> None:
-    """Attested opt-in capture is plan-gated; recording an opt-out never is."""
-    if capture.opted_in and not PLANS[caller.plan].attested_capture:
-        raise PlanRequired(PLAN_REQUIRED_MESSAGE)
+def ensure_plan_allows(caller: Caller, captures: Iterable[ConsentCapture | Any]) -> None:
+    """Attested opt-in capture is plan-gated; recording an opt-out never is.
+
+    Takes validated captures or raw bulk records (a record asking for an opt-in
+    gates the whole call, valid or not, so the answer does not depend on typos).
+    """
+    if PLANS[caller.plan].attested_capture:
+        return
+    for capture in captures:
+        opted_in = (
+            capture.opted_in
+            if isinstance(capture, ConsentCapture)
+            else (isinstance(capture, dict) and capture.get("opted_in") is True)
+        )
+        if opted_in:
+            raise PlanRequired(PLAN_REQUIRED_MESSAGE)
 
 
 async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture) -> CaptureResult:
@@ -51,83 +63,14 @@ async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture
     one event. Raises PlanRequired, NotFound (phone number not in the caller's
     organization) and ValidationFailed (an opt-in older than the contact's opt-out).
     """
-    ensure_plan_allows(caller, capture)
-    repo = ConsentRepository(session)
-    if await repo.phone_number(caller.org_id, capture.phone_number_id) is None:
-        raise NotFound("phone number not found")
-    evidence = capture.evidence
-    now = utcnow()
-    record = await repo.get_by_contact(
-        caller.org_id, capture.phone_number_id, capture.contact_number
-    )
-    created = False
-    if record is None:
-        created = await repo.insert_if_absent(
-            ConsentRecord(
-                org_id=caller.org_id,
-                id=new_id(),
-                phone_number_id=capture.phone_number_id,
-                contact_number=capture.contact_number,
-                opted_in=capture.opted_in,
-                opted_in_at=evidence.captured_at if capture.opted_in else None,
-                opted_out_at=None if capture.opted_in else evidence.captured_at,
-                source="api",
-                consent_method=evidence.consent_method,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        # Whoever inserted it (this call or a concurrent one), read it back locked.
-        record = await repo.get_by_contact(
-            caller.org_id, capture.phone_number_id, capture.contact_number
-        )
-        assert record is not None
-    if not created:
-        _apply_capture(record, capture, now)
-    repo.add_event(
-        ConsentEvent(
-            org_id=caller.org_id,
-            id=new_id(),
-            consent_id=record.id,
-            type="opt_in" if capture.opted_in else "opt_out",
-            consent_method=evidence.consent_method,
-            source="api",
-            reason="api:capture",
-            evidence=evidence.as_received,
-            actor=caller.actor,
-            occurred_at=evidence.captured_at,
-            created_at=now,
-        )
-    )
-    await repo.flush()
-    return CaptureResult(record=record, created=created)
-
-
-def _apply_capture(record: ConsentRecord, capture: ConsentCapture, now: datetime) -> None:
-    captured_at = capture.evidence.captured_at
-    if (
-        capture.opted_in
-        and not record.opted_in
-        and record.opted_out_at is not None
-        and captured_at < record.opted_out_at
-    ):
-        # An opt-out is never undone by consent that predates it.
-        raise ValidationFailed(
-            details={
-                "evidence.captured_at": "is before the contact opted out at "
-                f"{format_rfc3339(record.opted_out_at)}; consent given before an "
-                "opt-out cannot restore it"
-            }
-        )
-    record.opted_in = capture.opted_in
-    if capture.opted_in:
-        record.opted_in_at = captured_at
-        record.opted_out_at = None
-    else:
-        record.opted_out_at = captured_at
-    record.source = "api"
-    record.consent_method = capture.evidence.consent_method
-    record.updated_at = now
+    ensure_plan_allows(caller, [capture])
+    result = await capture_batch(session, caller, [(0, capture)])
+    for rejection in result.rejected:
+        if rejection.code == "NOT_FOUND":
+            raise NotFound("phone number not found")
+        raise ValidationFailed(details={rejection.field: rejection.message})
+    (accepted,) = result.accepted
+    return CaptureResult(record=accepted.record, created=accepted.created)
 
 
 async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -> ConsentRecord:
