@@ -10,7 +10,7 @@ read of the existing records, one INSERT of the new ones, one UPDATE statement
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import Caller
 from agentmessage.consent.repository import ConsentRepository, ConsentState, ContactKey
-from agentmessage.consent.schemas import ConsentCapture
+from agentmessage.consent.schemas import ConsentCapture, parse_capture
 from agentmessage.kit.clock import utcnow
+from agentmessage.kit.errors import PlanRequired, ValidationFailed
 from agentmessage.kit.ids import new_id
 from agentmessage.kit.timefmt import format_rfc3339
+from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE, PLANS
 
 RejectionCode = Literal["VALIDATION_FAILED", "NOT_FOUND"]
 
@@ -31,12 +33,12 @@ RejectionCode = Literal["VALIDATION_FAILED", "NOT_FOUND"]
 class Rejection:
     index: int
     code: RejectionCode
-    field: str
-    message: str
+    details: dict[str, str]
 
     @property
     def reason(self) -> str:
-        return f"{self.field}: {self.message}"
+        """``evidence.ip_address: must be a valid IP address`` (several joined by ``; ``)."""
+        return "; ".join(f"{path}: {message}" for path, message in self.details.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,24 @@ class Accepted:
 class BatchResult:
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+
+
+def ensure_plan_allows(caller: Caller, captures: Iterable[ConsentCapture | Any]) -> None:
+    """Attested opt-in capture is plan-gated; recording an opt-out never is.
+
+    Takes validated captures or raw bulk records (a record asking for an opt-in
+    gates the whole call, valid or not, so the answer does not depend on typos).
+    """
+    if PLANS[caller.plan].attested_capture:
+        return
+    for capture in captures:
+        opted_in = (
+            capture.opted_in
+            if isinstance(capture, ConsentCapture)
+            else (isinstance(capture, dict) and capture.get("opted_in") is True)
+        )
+        if opted_in:
+            raise PlanRequired(PLAN_REQUIRED_MESSAGE)
 
 
 class StaleOptIn(Exception):
@@ -120,21 +140,40 @@ class _Contact:
             try:
                 updated = apply_capture(self.org_id, self.after, capture, now)
             except StaleOptIn as stale:
+                message = (
+                    f"is before the contact opted out at {format_rfc3339(stale.opted_out_at)}; "
+                    "consent given before an opt-out cannot restore it"
+                )
                 self.rejected.append(
-                    Rejection(
-                        index,
-                        "VALIDATION_FAILED",
-                        "evidence.captured_at",
-                        "is before the contact opted out at "
-                        f"{format_rfc3339(stale.opted_out_at)}; consent given before an "
-                        "opt-out cannot restore it",
-                    )
+                    Rejection(index, "VALIDATION_FAILED", {"evidence.captured_at": message})
                 )
                 continue
             # The first capture of a contact unknown before this batch creates it.
             created = self.before is None and not self.accepted
             self.after = updated
             self.accepted.append(Accepted(index, updated, created))
+
+
+async def capture_records(
+    session: AsyncSession, caller: Caller, records: Sequence[Any]
+) -> BatchResult:
+    """Validate raw records one by one with the single endpoint's validator, then
+    capture the valid ones in one batch. Raises PlanRequired when any record asks
+    for an opt-in on a plan without attested capture (opt-outs are never gated)."""
+    ensure_plan_allows(caller, records)
+    valid: list[tuple[int, ConsentCapture]] = []
+    invalid: list[Rejection] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            invalid.append(Rejection(index, "VALIDATION_FAILED", {"record": "must be an object"}))
+            continue
+        try:
+            valid.append((index, parse_capture(record)))
+        except ValidationFailed as exc:
+            invalid.append(Rejection(index, "VALIDATION_FAILED", exc.details or {}))
+    result = await capture_batch(session, caller, valid)
+    result.rejected = sorted(invalid + result.rejected, key=lambda r: r.index)
+    return result
 
 
 async def capture_batch(
@@ -153,7 +192,7 @@ async def capture_batch(
     contacts: dict[ContactKey, _Contact] = {}
     for index, capture in captures:
         if capture.phone_number_id not in known:
-            result.rejected.append(Rejection(index, "NOT_FOUND", "phone_number_id", "not found"))
+            result.rejected.append(Rejection(index, "NOT_FOUND", {"phone_number_id": "not found"}))
             continue
         key = ContactKey(capture.phone_number_id, capture.contact_number)
         contacts.setdefault(key, _Contact(org, items=[])).items.append((index, capture))

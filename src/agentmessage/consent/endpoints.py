@@ -12,6 +12,9 @@ from agentmessage.auth.dependencies import ConsentRead, ConsentWrite
 from agentmessage.consent import service
 from agentmessage.consent.repository import ListFilters
 from agentmessage.consent.schemas import (
+    BulkCaptureRequest,
+    BulkCaptureResult,
+    BulkRejection,
     ConsentCapture,
     ConsentEventOut,
     ConsentHistory,
@@ -57,6 +60,38 @@ async def capture_consent(
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return ConsentRecordOut.model_validate(result.record)
+
+
+@router.post(
+    "/bulk",
+    response_model=BulkCaptureResult,
+    summary="Bulk-capture attested consent",
+    description=(
+        "Capture up to 1000 attested consent records in one call. Each record is "
+        "processed independently, so one bad record does not reject the rest. The "
+        "response returns an accepted count plus a rejected array indexed against your "
+        "input. Per-record validation matches the single endpoint at POST /v1/consent. "
+        "The plan gate and per-organization rate limiting also match the single "
+        "endpoint, with one difference: a bulk call counts against the rate limit by the "
+        "number of records in the body. A batch larger than your per-minute allowance "
+        "returns 422 VALIDATION_FAILED with a details.records hint to split the batch. "
+        "The request body is capped at 8 MiB; an empty records array returns 422 "
+        "VALIDATION_FAILED. Requires the consent:write scope."
+    ),
+    responses=error_responses(
+        400, 401, 403, 404, 413, 422, 429, plan_message=PLAN_REQUIRED_MESSAGE
+    ),
+)
+async def bulk_capture(
+    body: BulkCaptureRequest, caller: ConsentWrite, session: Session
+) -> BulkCaptureResult:
+    result = await service.capture_bulk(session, caller, body.records)
+    return BulkCaptureResult(
+        accepted=len(result.accepted),
+        rejected=[
+            BulkRejection(index=r.index, code=r.code, reason=r.reason) for r in result.rejected
+        ],
+    )
 
 
 @router.get(

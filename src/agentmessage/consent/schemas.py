@@ -17,10 +17,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     PrivateAttr,
     StrictBool,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -172,6 +174,90 @@ def parse_capture(data: Any, *, prefix: str = "") -> ConsentCapture:
         return ConsentCapture.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(details=details_from_errors(exc.errors(), prefix=prefix)) from None
+
+
+MAX_BULK_RECORDS: Final = 1000
+
+_SEED_004_RECORDS: list[JsonValue] = [
+    {
+        "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
+        "contact_number": "+15554443333",
+        "opted_in": True,
+        "evidence": {
+            "captured_at": "2026-04-26T12:00:00Z",
+            "ip_address": "203.0.113.42",
+            "user_agent": "Mozilla/5.0",
+            "agreement_text": "By signing up you agree to receive appointment reminders. "
+            "Reply STOP to opt out.",
+            "form_url": "https://example.com/signup",
+            "consent_method": "checkbox",
+        },
+    },
+    {
+        "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
+        "contact_number": "+15554443334",
+        "opted_in": True,
+        "evidence": {
+            "captured_at": "2026-04-26T12:00:01Z",
+            "ip_address": "",
+            "user_agent": "Mozilla/5.0",
+            "agreement_text": "By signing up you agree to receive appointment reminders. "
+            "Reply STOP to opt out.",
+            "form_url": "https://example.com/signup",
+            "consent_method": "checkbox",
+        },
+    },
+]
+
+
+class BulkCaptureRequest(BaseModel):
+    """Up to 1000 captures. Each record is validated on its own (as POST /v1/consent
+    does), so records arrive unvalidated here and one bad record rejects only itself."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"records": _SEED_004_RECORDS}]}
+    )
+
+    records: Annotated[
+        list[Any],
+        Field(min_length=1, max_length=MAX_BULK_RECORDS),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ConsentCapture"},
+                "minItems": 1,
+                "maxItems": MAX_BULK_RECORDS,
+            }
+        ),
+    ]
+
+
+class BulkRejection(BaseModel):
+    index: int = Field(description="Position of the record in the request's records.")
+    code: Literal["VALIDATION_FAILED", "NOT_FOUND"]
+    reason: str = Field(examples=["evidence.ip_address: must be a valid IP address"])
+
+
+class BulkCaptureResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "accepted": 1,
+                    "rejected": [
+                        {
+                            "index": 1,
+                            "code": "VALIDATION_FAILED",
+                            "reason": "evidence.ip_address: must be a valid IP address",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    accepted: int
+    rejected: list[BulkRejection]
 
 
 class ConsentRecordOut(BaseModel):

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import Caller, OrgScope
-from agentmessage.consent.capture import capture_batch
+from agentmessage.consent.capture import (
+    BatchResult,
+    capture_batch,
+    capture_records,
+    ensure_plan_allows,
+)
 from agentmessage.consent.repository import ConsentRepository, ConsentState, ListFilters, Position
 from agentmessage.consent.schemas import ConsentCapture
 from agentmessage.db.models import ConsentEvent, ConsentRecord
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.cursor import InvalidCursor, decode_cursor, encode_cursor
-from agentmessage.kit.errors import NotFound, PlanRequired, ValidationFailed
+from agentmessage.kit.errors import NotFound, ValidationFailed
 from agentmessage.kit.ids import new_id
 from agentmessage.kit.timefmt import format_rfc3339, parse_rfc3339
-from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE, PLANS
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,24 +42,6 @@ class Page:
     next_cursor: str | None
 
 
-def ensure_plan_allows(caller: Caller, captures: Iterable[ConsentCapture | Any]) -> None:
-    """Attested opt-in capture is plan-gated; recording an opt-out never is.
-
-    Takes validated captures or raw bulk records (a record asking for an opt-in
-    gates the whole call, valid or not, so the answer does not depend on typos).
-    """
-    if PLANS[caller.plan].attested_capture:
-        return
-    for capture in captures:
-        opted_in = (
-            capture.opted_in
-            if isinstance(capture, ConsentCapture)
-            else (isinstance(capture, dict) and capture.get("opted_in") is True)
-        )
-        if opted_in:
-            raise PlanRequired(PLAN_REQUIRED_MESSAGE)
-
-
 async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture) -> CaptureResult:
     """Record an attested opt-in or opt-out, with its evidence, as a history event.
 
@@ -68,9 +54,18 @@ async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture
     for rejection in result.rejected:
         if rejection.code == "NOT_FOUND":
             raise NotFound("phone number not found")
-        raise ValidationFailed(details={rejection.field: rejection.message})
+        raise ValidationFailed(details=rejection.details)
     (accepted,) = result.accepted
     return CaptureResult(record=accepted.record, created=accepted.created)
+
+
+async def capture_bulk(session: AsyncSession, caller: Caller, records: list[Any]) -> BatchResult:
+    """Capture up to 1000 raw records, each validated and judged on its own.
+
+    Raises PlanRequired when any record asks for an opt-in on a plan without
+    attested capture; every other problem is a per-record rejection.
+    """
+    return await capture_records(session, caller, records)
 
 
 async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -> ConsentRecord:

@@ -138,6 +138,11 @@ def error_message(error: ErrorDetails | Mapping[str, Any]) -> str:
         if kind == "string_too_long":
             return f"must be at most {ctx.get('max_length', high)} characters"
         return f"must be at least {low} character{'s' if low != 1 else ''}"
+    if kind in ("too_short", "too_long"):
+        low, high = ctx.get("min_length"), ctx.get("max_length")
+        if kind == "too_long":
+            return f"must have at most {high} items"
+        return f"must have at least {low} item{'s' if low != 1 else ''}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return str(error.get("msg", "is out of range")).replace("Input should be", "must be")
     if kind == "enum" or kind == "literal_error":
