@@ -61,6 +61,10 @@ class ConsentState:
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, record: ConsentRecord) -> ConsentState:
+        return cls(**{name: getattr(record, name) for name in cls.__slots__})
+
     def row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
@@ -161,12 +165,6 @@ class ConsentRepository:
     async def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
         if events:
             await self.session.execute(insert(ConsentEvent), list(events))
-
-    def add_event(self, event: ConsentEvent) -> None:
-        self.session.add(event)
-
-    async def flush(self) -> None:
-        await self.session.flush()
 
     async def events(self, org: OrgScope, consent_id: uuid.UUID) -> Sequence[ConsentEvent]:
         statement = (

@@ -11,19 +11,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import Caller, OrgScope
-from agentmessage.consent.capture import (
-    BatchResult,
-    capture_batch,
-    capture_records,
-    ensure_plan_allows,
-)
+from agentmessage.consent.capture import capture_records, change_of, ensure_plan_allows
+from agentmessage.consent.changes import BatchResult, ConsentChange, record_changes
 from agentmessage.consent.repository import ConsentRepository, ConsentState, ListFilters, Position
 from agentmessage.consent.schemas import ConsentCapture
 from agentmessage.db.models import ConsentEvent, ConsentRecord
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.cursor import InvalidCursor, decode_cursor, encode_cursor
 from agentmessage.kit.errors import NotFound, ValidationFailed
-from agentmessage.kit.ids import new_id
 from agentmessage.kit.timefmt import format_rfc3339, parse_rfc3339
 
 
@@ -50,7 +45,7 @@ async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture
     organization) and ValidationFailed (an opt-in older than the contact's opt-out).
     """
     ensure_plan_allows(caller, [capture])
-    result = await capture_batch(session, caller, [(0, capture)])
+    result = await record_changes(session, caller.org_id, [(0, change_of(caller, capture))])
     for rejection in result.rejected:
         if rejection.code == "NOT_FOUND":
             raise NotFound("phone number not found")
@@ -68,37 +63,28 @@ async def capture_bulk(session: AsyncSession, caller: Caller, records: list[Any]
     return await capture_records(session, caller, records)
 
 
-async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -> ConsentRecord:
+async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -> ConsentState:
     """Opt the contact out. Idempotent: an opted-out record is returned unchanged and
     no second event is written. NotFound for an unknown id or another organization's."""
-    repo = ConsentRepository(session)
-    record = await repo.get(caller.org_id, consent_id, for_update=True)
+    record = await ConsentRepository(session).get(caller.org_id, consent_id, for_update=True)
     if record is None:
         raise NotFound()
+    state = ConsentState.of(record)
     if not record.opted_in:
-        return record
-    now = utcnow()
-    record.opted_in = False
-    record.opted_out_at = now
-    record.source = "api"
-    record.updated_at = now
-    repo.add_event(
-        ConsentEvent(
-            org_id=caller.org_id,
-            id=new_id(),
-            consent_id=record.id,
-            type="opt_out",
-            consent_method=None,
-            source="api",
-            reason="api:delete",
-            evidence=None,
-            actor=caller.actor,
-            occurred_at=now,
-            created_at=now,
-        )
+        return state
+    change = ConsentChange(
+        phone_number_id=record.phone_number_id,
+        contact_number=record.contact_number,
+        opted_in=False,
+        occurred_at=utcnow(),
+        consent_method=None,
+        source="api",
+        reason="api:delete",
+        evidence=None,
+        actor=caller.actor,
     )
-    await repo.flush()
-    return record
+    result = await record_changes(session, caller.org_id, [(0, change)])
+    return result.accepted[0].record
 
 
 async def get(session: AsyncSession, org: OrgScope, consent_id: uuid.UUID) -> ConsentRecord:

@@ -1,0 +1,225 @@
+"""The one write path of consent state: every capture, flow and reply goes through it.
+
+A ``ConsentChange`` says what happened to one contact (opt-in or opt-out, when,
+by which method and channel, with what evidence and by whom). ``record_changes``
+applies a batch of them in order: one locking read of the existing records, one
+INSERT of the new ones, one UPDATE statement (executemany) of the changed ones,
+and one INSERT of all history events, whatever the batch size. Each change is
+judged on its own: one rejected change never rejects the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.service import OrgScope
+from agentmessage.consent.repository import ConsentRepository, ConsentState, ContactKey
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.ids import new_id
+from agentmessage.kit.timefmt import format_rfc3339
+
+RejectionCode = Literal["VALIDATION_FAILED", "NOT_FOUND"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One opt-in or opt-out of one contact, with everything its history event keeps."""
+
+    phone_number_id: uuid.UUID
+    contact_number: str
+    opted_in: bool
+    occurred_at: datetime
+    # None leaves the record's method as it was (DELETE, number deactivation).
+    consent_method: str | None
+    source: str
+    reason: str
+    evidence: dict[str, Any] | None
+    actor: dict[str, Any]
+    # An attested opt-in may carry consent older than a later opt-out; refuse it.
+    refuse_stale_opt_in: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    index: int
+    code: RejectionCode
+    details: dict[str, str]
+
+    @property
+    def reason(self) -> str:
+        """``evidence.ip_address: must be a valid IP address`` (several joined by ``; ``)."""
+        return "; ".join(f"{path}: {message}" for path, message in self.details.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    index: int
+    record: ConsentState
+    created: bool
+    event_id: uuid.UUID
+
+
+@dataclass(slots=True)
+class BatchResult:
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+class StaleOptIn(Exception):
+    """An opt-in whose evidence predates the contact's opt-out."""
+
+    def __init__(self, opted_out_at: datetime) -> None:
+        self.opted_out_at = opted_out_at
+
+
+def apply_change(
+    org_id: uuid.UUID, state: ConsentState | None, change: ConsentChange, now: datetime
+) -> ConsentState:
+    """The record after ``change``. Raises StaleOptIn rather than let consent given
+    before an opt-out undo it."""
+    if state is None:
+        if change.consent_method is None:
+            raise ValueError("a new consent record needs a consent method")
+        return ConsentState(
+            org_id=org_id,
+            id=new_id(),
+            phone_number_id=change.phone_number_id,
+            contact_number=change.contact_number,
+            opted_in=change.opted_in,
+            opted_in_at=change.occurred_at if change.opted_in else None,
+            opted_out_at=None if change.opted_in else change.occurred_at,
+            source=change.source,
+            consent_method=change.consent_method,
+            created_at=now,
+            updated_at=now,
+        )
+    if (
+        change.opted_in
+        and change.refuse_stale_opt_in
+        and not state.opted_in
+        and state.opted_out_at is not None
+        and change.occurred_at < state.opted_out_at
+    ):
+        raise StaleOptIn(state.opted_out_at)
+    opted_in_at: datetime | None
+    opted_out_at: datetime | None
+    if change.opted_in:
+        opted_in_at, opted_out_at = change.occurred_at, None
+    else:
+        opted_in_at, opted_out_at = state.opted_in_at, change.occurred_at
+    return replace(
+        state,
+        opted_in=change.opted_in,
+        opted_in_at=opted_in_at,
+        opted_out_at=opted_out_at,
+        source=change.source,
+        consent_method=change.consent_method or state.consent_method,
+        updated_at=now,
+    )
+
+
+@dataclass(slots=True)
+class _Contact:
+    """One contact's changes in this batch, folded from its state before it."""
+
+    org_id: uuid.UUID
+    items: list[tuple[int, ConsentChange]]
+    before: ConsentState | None = None
+    after: ConsentState | None = None
+    accepted: list[Accepted] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def fold(self, now: datetime) -> None:
+        self.after, self.accepted, self.rejected = self.before, [], []
+        for index, change in self.items:
+            try:
+                updated = apply_change(self.org_id, self.after, change, now)
+            except StaleOptIn as stale:
+                message = (
+                    f"is before the contact opted out at {format_rfc3339(stale.opted_out_at)}; "
+                    "consent given before an opt-out cannot restore it"
+                )
+                self.rejected.append(
+                    Rejection(index, "VALIDATION_FAILED", {"evidence.captured_at": message})
+                )
+                continue
+            # The first change of a contact unknown before this batch creates it.
+            created = self.before is None and not self.accepted
+            self.after = updated
+            # Event ids are UUIDv7 made in order: history keeps the batch's order.
+            self.accepted.append(Accepted(index, updated, created, new_id()))
+
+
+async def record_changes(
+    session: AsyncSession, org: OrgScope, changes: Sequence[tuple[int, ConsentChange]]
+) -> BatchResult:
+    """Apply changes (each with its index in the request) in order; flushes, never commits.
+
+    A change naming a phone number outside the organization is rejected NOT_FOUND;
+    a stale attested opt-in VALIDATION_FAILED. Every accepted change appends one
+    history event. Plan checks are the caller's.
+    """
+    result = BatchResult()
+    repo = ConsentRepository(session)
+    known = await repo.known_phone_numbers(org, {c.phone_number_id for _, c in changes})
+    contacts: dict[ContactKey, _Contact] = {}
+    for index, change in changes:
+        if change.phone_number_id not in known:
+            result.rejected.append(Rejection(index, "NOT_FOUND", {"phone_number_id": "not found"}))
+            continue
+        key = ContactKey(change.phone_number_id, change.contact_number)
+        contacts.setdefault(key, _Contact(org, items=[])).items.append((index, change))
+    if not contacts:
+        return result
+
+    now = utcnow()
+    existing = await repo.lock_states(org, list(contacts))
+    for key, contact in contacts.items():
+        contact.before = existing.get(key)
+        contact.fold(now)
+
+    fresh = {k: c for k, c in contacts.items() if c.before is None and c.after is not None}
+    if fresh:
+        inserted = await repo.insert_states([c.after for c in fresh.values() if c.after])
+        lost = [key for key, c in fresh.items() if c.after and c.after.id not in inserted]
+        if lost:
+            # A concurrent request created these contacts first: start from theirs.
+            for key, state in (await repo.lock_states(org, lost)).items():
+                contacts[key].before = state
+                contacts[key].fold(now)
+
+    await repo.update_states(
+        org,
+        [c.after for c in contacts.values() if c.before is not None and c.after and c.accepted],
+    )
+    for contact in contacts.values():
+        result.accepted.extend(contact.accepted)
+        result.rejected.extend(contact.rejected)
+    result.accepted.sort(key=lambda a: a.index)
+    result.rejected.sort(key=lambda r: r.index)
+    by_index = dict(changes)
+    await repo.insert_events(
+        [
+            {
+                "org_id": org,
+                "id": accepted.event_id,
+                "consent_id": accepted.record.id,
+                "type": "opt_in" if by_index[accepted.index].opted_in else "opt_out",
+                "consent_method": by_index[accepted.index].consent_method,
+                "source": by_index[accepted.index].source,
+                "reason": by_index[accepted.index].reason,
+                "evidence": by_index[accepted.index].evidence,
+                "actor": by_index[accepted.index].actor,
+                "occurred_at": by_index[accepted.index].occurred_at,
+                "created_at": now,
+            }
+            for accepted in sorted(result.accepted, key=lambda a: a.event_id)
+        ]
+    )
+    return result
