@@ -111,3 +111,26 @@ async def test_openapi_describes_every_endpoint_with_seed_examples(client):
     assert doc["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_a_body_without_json_content_type_says_how_to_send_it(client, tenant):
+    r = await client.post(
+        "/v1/consent",
+        content=b'{"a": 1}',
+        headers={**tenant.headers, "Content-Type": "text/plain"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"] == {
+        "body": "must be a JSON object sent with Content-Type: application/json"
+    }
+
+
+async def test_deeply_nested_json_is_400_and_changes_nothing(client, tenant):
+    body = b'{"evidence": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = await client.post(
+        "/v1/consent", content=body, headers={**tenant.headers, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "VALIDATION_FAILED"
+    listed = await client.get("/v1/consent", headers=tenant.headers)
+    assert listed.json()["meta"]["total"] == 0

@@ -37,12 +37,15 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
         )
     # A malformed path id is a malformed URL, not a bad field: 400.
     status = 400 if where == {"path"} else 422
+    details = details_from_errors(errors)
+    if details.get("body") == "must be an object" and not _sends_json(request):
+        details["body"] = "must be a JSON object sent with Content-Type: application/json"
     return error_response(
         status,
         "VALIDATION_FAILED",
         "validation failed",
         request_id_of(request),
-        details_from_errors(errors),
+        details,
     )
 
 
@@ -57,8 +60,20 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
             405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers={"Allow": allow}
         )
     if exc.status_code == 400:
-        return error_response(400, "VALIDATION_FAILED", "malformed request", rid)
+        # FastAPI's answer to a body it could not parse at all (nesting too deep...).
+        return error_response(
+            400,
+            "VALIDATION_FAILED",
+            "request body is not valid JSON",
+            rid,
+            {"body": "could not be parsed"},
+        )
     return error_response(exc.status_code, "HTTP_ERROR", str(exc.detail), rid, headers=exc.headers)
+
+
+def _sends_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 def _allowed_methods(request: Request) -> list[str]:
