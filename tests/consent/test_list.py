@@ -120,6 +120,8 @@ async def test_a_cursor_walk_sees_every_record_once_while_records_are_inserted(
     while True:
         params = {"limit": 4, **({"cursor": cursor} if cursor else {})}
         page = (await client.get("/v1/consent", params=params, headers=tenant.headers)).json()
+        # The offset counts what this walk has passed, whatever arrived meanwhile.
+        assert page["meta"]["offset"] == len(seen)
         seen += [x["id"] for x in page["data"]]
         # Between pages, new consents arrive through the API.
         r = await client.post(

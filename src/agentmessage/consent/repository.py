@@ -12,7 +12,6 @@ from sqlalchemy import (
     ColumnElement,
     Table,
     bindparam,
-    case,
     func,
     insert,
     literal,
@@ -186,20 +185,10 @@ class ConsentRepository:
         ).limit(limit)
         return (await self.session.scalars(statement)).all()
 
-    async def count(
-        self, org: OrgScope, filters: ListFilters, after: Position | None
-    ) -> tuple[int, int]:
-        """(records matching the filters, how many of them precede the page after ``after``).
-
-        One scan whatever the depth of the page, so deep pages cost what the first does.
-        """
-        conditions = self._conditions(org, filters)
-        if after is None:
-            total = await self.session.scalar(select(func.count()).where(*conditions))
-            return int(total or 0), 0
-        before = func.coalesce(func.sum(case((_sort_key() >= _position(after), 1), else_=0)), 0)
-        row = (await self.session.execute(select(func.count(), before).where(*conditions))).one()
-        return int(row[0]), int(row[1])
+    async def count(self, org: OrgScope, filters: ListFilters) -> int:
+        """How many records match the filters (exact; one index-only scan)."""
+        statement = select(func.count()).where(*self._conditions(org, filters))
+        return int(await self.session.scalar(statement) or 0)
 
     @staticmethod
     def _conditions(org: OrgScope, filters: ListFilters) -> list[ColumnElement[bool]]:

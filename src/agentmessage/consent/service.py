@@ -112,19 +112,27 @@ async def list_page(
     secret: bytes,
 ) -> Page:
     """One page in (updated_at DESC, id DESC) order. ValidationFailed for a cursor
-    that was altered, or minted for another organization or other filters."""
+    that was altered, or minted for another organization or other filters.
+
+    ``offset`` travels in the signed cursor (records the walk has passed), so a deep
+    page costs what the first does; ``total`` is counted exactly on every page.
+    """
     fingerprint = _fingerprint(org, filters)
-    after = _read_cursor(cursor, fingerprint, secret) if cursor else None
+    after, offset = _read_cursor(cursor, fingerprint, secret) if cursor else (None, 0)
     repo = ConsentRepository(session)
     rows = await repo.page(org, filters, after, limit + 1)
-    total, offset = await repo.count(org, filters, after)
+    total = await repo.count(org, filters)
     records = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = records[-1]
-        next_cursor = encode_cursor(
-            {"u": format_rfc3339(last.updated_at), "i": last.id.hex, "f": fingerprint}, secret
-        )
+        payload = {
+            "u": format_rfc3339(last.updated_at),
+            "i": last.id.hex,
+            "o": offset + len(records),
+            "f": fingerprint,
+        }
+        next_cursor = encode_cursor(payload, secret)
     return Page(records, total=total, offset=offset, limit=limit, next_cursor=next_cursor)
 
 
@@ -140,13 +148,17 @@ def _fingerprint(org: OrgScope, filters: ListFilters) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
-def _read_cursor(cursor: str, fingerprint: str, secret: bytes) -> Position:
+def _read_cursor(cursor: str, fingerprint: str, secret: bytes) -> tuple[Position, int]:
     try:
         payload = decode_cursor(cursor, secret)
         if payload.get("f") != fingerprint:
             raise ValidationFailed(
                 details={"cursor": "belongs to a different query; keep the same filters"}
             )
-        return Position(updated_at=parse_rfc3339(payload["u"]), id=uuid.UUID(hex=payload["i"]))
+        position = Position(updated_at=parse_rfc3339(payload["u"]), id=uuid.UUID(hex=payload["i"]))
+        offset = payload["o"]
+        if not isinstance(offset, int) or offset < 0:
+            raise TypeError("offset")
+        return position, offset
     except (InvalidCursor, KeyError, ValueError, TypeError):
         raise ValidationFailed(details={"cursor": "is not a valid cursor"}) from None
