@@ -25,6 +25,7 @@ from agentmessage.consent.schemas import (
     ListMeta,
 )
 from agentmessage.kit.errors import ValidationFailed
+from agentmessage.kit.idempotency import Idempotent
 from agentmessage.kit.openapi import error_responses
 from agentmessage.kit.phone import e164_problem
 from agentmessage.kit.routing import TransactionalRoute, get_session
@@ -46,15 +47,20 @@ ConsentId = Annotated[uuid.UUID, "the consent record's id"]
         "Creates the record (201) or updates the existing one for that sender number "
         "and contact (200); either way one history event is appended. Opt-in capture "
         "requires a plan with attested capture (payg, growth, scale, enterprise); "
-        "opt-outs are never plan-gated. Requires the consent:write scope."
+        "opt-outs are never plan-gated. Send an Idempotency-Key to retry safely. "
+        "Requires the consent:write scope."
     ),
     responses={
         200: {"model": ConsentRecordOut, "description": "Existing record updated"},
-        **error_responses(400, 401, 403, 404, 413, 422, plan_message=PLAN_REQUIRED_MESSAGE),
+        **error_responses(400, 401, 403, 404, 409, 413, 422, plan_message=PLAN_REQUIRED_MESSAGE),
     },
 )
 async def capture_consent(
-    body: ConsentCapture, caller: ConsentWrite, session: Session, response: Response
+    body: ConsentCapture,
+    caller: ConsentWrite,
+    _idempotency: Idempotent,
+    session: Session,
+    response: Response,
 ) -> ConsentRecordOut:
     result = await service.capture(session, caller, body)
     if not result.created:

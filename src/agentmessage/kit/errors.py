@@ -77,6 +77,20 @@ class MethodNotAllowed(ApiError):
     default_message = "method not allowed"
 
 
+class IdempotencyInProgress(ApiError):
+    """The same Idempotency-Key is still being processed: retry in a moment."""
+
+    code = "IDEMPOTENCY_IN_PROGRESS"
+    status = 409
+    default_message = "a request with this Idempotency-Key is still in progress; retry later"
+
+
+class IdempotencyKeyReused(ApiError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 422
+    default_message = "this Idempotency-Key was already used with a different request body"
+
+
 class PayloadTooLarge(ApiError):
     code = "PAYLOAD_TOO_LARGE"
     status = 413

@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from agentmessage.kit.errors import ApiError, details_from_errors
+from agentmessage.kit.idempotency import IdempotentReplay
 from agentmessage.kit.responses import error_response
 
 
@@ -19,6 +20,17 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(
         exc.status, exc.code, exc.message, request_id_of(request), exc.details, exc.headers
+    )
+
+
+async def handle_idempotent_replay(_request: Request, exc: Exception) -> Response:
+    """The stored answer to an earlier request with the same Idempotency-Key."""
+    assert isinstance(exc, IdempotentReplay)
+    return Response(
+        exc.body,
+        status_code=exc.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
     )
 
 
@@ -95,5 +107,6 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(IdempotentReplay, handle_idempotent_replay)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -2,6 +2,10 @@
 
 The transaction commits after the endpoint returns and before the response is
 sent, so a failed commit can never follow a 2xx. Services only flush.
+
+A request holding an Idempotency-Key claim (``kit/idempotency.py``) stores its
+response on the claim in that same transaction; a client error is stored after
+the rollback, and anything else releases the claim so that a retry runs again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentmessage.kit.errors import ApiError
+from agentmessage.kit.handlers import handle_api_error
+from agentmessage.kit.idempotency import claim_of, is_replayable
+
 _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -21,16 +29,42 @@ class TransactionalRoute(APIRoute):
         handler = super().get_route_handler()
         writes = bool((self.methods or set()) - _READ_ONLY)
 
-        async def route_handler(request: Request) -> Response:
+        async def run_in_transaction(request: Request) -> Response:
             async with request.app.state.database.session(writes=writes) as session:
                 request.state.session = session
                 try:
                     response = await handler(request)
+                    claim = claim_of(request)
+                    if claim is not None and is_replayable(response.status_code):
+                        # In the endpoint's transaction: its effects and the
+                        # answer to replay commit together or not at all.
+                        await claim.complete(session, response.status_code, bytes(response.body))
                 except BaseException:
                     await session.rollback()
                     raise
                 await session.commit()
                 return response
+
+        async def route_handler(request: Request) -> Response:
+            database = request.app.state.database
+            try:
+                response = await run_in_transaction(request)
+            except BaseException as exc:
+                claim = claim_of(request)
+                if claim is None:
+                    raise
+                if isinstance(exc, ApiError) and is_replayable(exc.status):
+                    # Rendered here so that the stored body is exactly the one
+                    # the client gets, request_id included.
+                    response = await handle_api_error(request, exc)
+                    await claim.store(database, response.status_code, bytes(response.body))
+                    return response
+                await claim.release(database)
+                raise
+            claim = claim_of(request)
+            if claim is not None and not is_replayable(response.status_code):
+                await claim.release(database)
+            return response
 
         return route_handler
 
