@@ -264,3 +264,17 @@ async def test_plan_gate_blocks_opt_ins_but_never_opt_outs(client, session, plan
     outs[0]["opted_in"] = False
     r = await client.post("/v1/consent/bulk", json={"records": outs}, headers=tenant.headers)
     assert r.json() == {"accepted": 2, "rejected": []}
+
+
+async def test_a_retried_bulk_call_with_its_idempotency_key_writes_nothing_twice(client, tenant):
+    headers = {**tenant.headers, "Idempotency-Key": "bulk-2026-04-26"}
+    body = {"records": records(tenant, 3)}
+    first = await client.post("/v1/consent/bulk", json=body, headers=headers)
+    again = await client.post("/v1/consent/bulk", json=body, headers=headers)
+    assert again.status_code == first.status_code == 200
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    page = await client.get("/v1/consent", params={"limit": 1}, headers=tenant.headers)
+    record_id = page.json()["data"][0]["id"]
+    history = await client.get(f"/v1/consent/{record_id}/history", headers=tenant.headers)
+    assert len(history.json()["data"]) == 1

@@ -85,11 +85,11 @@ async def capture_consent(
         "VALIDATION_FAILED. Requires the consent:write scope."
     ),
     responses=error_responses(
-        400, 401, 403, 404, 413, 422, 429, plan_message=PLAN_REQUIRED_MESSAGE
+        400, 401, 403, 404, 409, 413, 422, 429, plan_message=PLAN_REQUIRED_MESSAGE
     ),
 )
 async def bulk_capture(
-    body: BulkCaptureRequest, caller: ConsentWrite, session: Session
+    body: BulkCaptureRequest, caller: ConsentWrite, _idempotency: Idempotent, session: Session
 ) -> BulkCaptureResult:
     result = await service.capture_bulk(session, caller, body.records)
     return BulkCaptureResult(
