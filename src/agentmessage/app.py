@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from agentmessage import __version__
 from agentmessage.consent.endpoints import router as consent_router
 from agentmessage.db.engine import Database, create_engine
+from agentmessage.deactivations.endpoints import router as deactivations_router
 from agentmessage.health import router as health_router
 from agentmessage.kit.handlers import install_error_handlers
 from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -48,10 +49,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.include_router(health_router)
     app.include_router(consent_router)
+    app.include_router(deactivations_router)
     install_error_handlers(app)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(
-        BodyLimitMiddleware, default_limit=1 * MIB, limits={"/v1/consent/bulk": 8 * MIB}
+        BodyLimitMiddleware,
+        default_limit=1 * MIB,
+        limits={"/v1/consent/bulk": 8 * MIB, "/v1/deactivations": 2 * MIB},
     )
     app.add_middleware(RequestContextMiddleware)
     return app

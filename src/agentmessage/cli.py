@@ -9,7 +9,8 @@ import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import func, select
@@ -17,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.keys import SCOPES
 from agentmessage.auth.service import Caller, OrgScope, create_key
+from agentmessage.consent.schemas import CONSENT_METHODS
 from agentmessage.db.engine import Database, create_engine
 from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.db.models import Organization, PhoneNumber
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import ApiError
-from agentmessage.kit.timefmt import format_rfc3339
+from agentmessage.kit.timefmt import format_rfc3339, parse_rfc3339
 from agentmessage.orgs.plans import PLANS
 from agentmessage.orgs.service import create_organization, create_phone_number
 from agentmessage.settings import Settings
@@ -40,6 +42,19 @@ def _uuid(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a UUID") from None
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise argparse.ArgumentTypeError("must be true or false")
+
+
+def _rfc3339(value: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an RFC 3339 date-time") from None
 
 
 def _emit(payload: dict[str, Any]) -> None:
@@ -216,6 +231,115 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     _run(settings, work)
 
 
+def _database(settings: Settings) -> Database:
+    return Database(create_engine(settings.resolved_database_url, pool_size=2))
+
+
+def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
+    from agentmessage.files.importer import ImportUsageError, import_consents
+    from agentmessage.files.progress import file_progress
+
+    path = Path(args.file)
+    if not path.is_file():
+        _fail(f"{path}: no such file")
+    size = path.stat().st_size
+
+    async def run() -> dict[str, Any]:
+        database = _database(settings)
+        try:
+            await upgrade_to_head(database.engine)
+            with file_progress(f"importing {path.name}", size) as progress:
+                report = await import_consents(
+                    database,
+                    org_id=args.org,
+                    path=path,
+                    phone_number_id=args.phone_number_id,
+                    dry_run=args.dry_run,
+                    progress=progress,
+                )
+            return report.as_json()
+        finally:
+            await database.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except ImportUsageError as exc:
+        _fail(str(exc))
+    if summary["unknown_columns"]:
+        print(
+            f"ignored unknown column(s): {', '.join(summary['unknown_columns'])}", file=sys.stderr
+        )
+    verb = "would import" if summary["dry_run"] else "imported"
+    print(
+        f"{verb} {summary['accepted']:,} of {summary['rows']:,} rows; "
+        f"{summary['rejected']:,} rejected"
+        + (
+            f" (see {summary['rejects_file']})"
+            if summary["rejected"] and summary["rejects_file"]
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    _emit(summary)
+
+
+def cmd_consents_export(settings: Settings, args: argparse.Namespace) -> None:
+    from agentmessage.consent.repository import ListFilters
+    from agentmessage.files.exporter import export_rows, write_export
+
+    filters = ListFilters(
+        contact_number=args.contact_number,
+        phone_number_id=args.phone_number_id,
+        opted_in=args.opted_in,
+        since=args.since,
+        consent_method=args.consent_method,
+    )
+
+    async def run(out: Any) -> int:
+        database = _database(settings)
+        try:
+            await upgrade_to_head(database.engine)
+            async with database.session(writes=False) as session:
+                if await session.get(Organization, args.org) is None:
+                    _fail("organization not found")
+            rows = export_rows(database, OrgScope(args.org), filters)
+            return await write_export(rows, out, args.format)
+        finally:
+            await database.dispose()
+
+    if args.output:
+        with Path(args.output).open("w", newline="", encoding="utf-8") as out:
+            count = asyncio.run(run(out))
+    else:
+        count = asyncio.run(run(sys.stdout))
+    print(f"exported {count:,} records", file=sys.stderr)
+
+
+def cmd_deactivations_import(settings: Settings, args: argparse.Namespace) -> None:
+    from agentmessage.deactivations.feed import FeedUsageError, import_feed
+    from agentmessage.files.progress import file_progress
+
+    path = Path(args.file)
+    if not path.is_file():
+        _fail(f"{path}: no such file")
+    size = path.stat().st_size
+
+    async def run() -> dict[str, Any]:
+        database = _database(settings)
+        try:
+            await upgrade_to_head(database.engine)
+            with file_progress(f"applying {path.name}", size) as progress:
+                return (await import_feed(database, path, progress)).as_json()
+        finally:
+            await database.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except FeedUsageError as exc:
+        _fail(str(exc))
+    _emit(summary)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -278,6 +402,36 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--scopes", required=True, help=f"comma-separated: {','.join(SCOPES)}")
     key_create.add_argument("--name")
     key_create.set_defaults(handler=cmd_keys_create)
+    consents = commands.add_parser("consents", help="consent files").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    importing = consents.add_parser(
+        "import", help="import consents from a CSV file (rejects to FILE.rejects.csv)"
+    )
+    importing.add_argument("file", metavar="FILE.csv")
+    importing.add_argument("--org", required=True, type=_uuid)
+    importing.add_argument("--phone-number-id", type=_uuid, help="sender number for every row")
+    importing.add_argument("--dry-run", action="store_true", help="validate; write nothing")
+    importing.set_defaults(handler=cmd_consents_import)
+    exporting = consents.add_parser("export", help="export consents as CSV or JSON Lines")
+    exporting.add_argument("--org", required=True, type=_uuid)
+    exporting.add_argument("-o", "--output", help="file to write (default: stdout)")
+    exporting.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    exporting.add_argument("--contact-number")
+    exporting.add_argument("--phone-number-id", type=_uuid)
+    exporting.add_argument("--opted-in", type=_boolean, metavar="true|false")
+    exporting.add_argument("--since", type=_rfc3339, help="updated at or after (RFC 3339)")
+    exporting.add_argument("--consent-method", choices=list(CONSENT_METHODS))
+    exporting.set_defaults(handler=cmd_consents_export)
+
+    deactivations = commands.add_parser(
+        "deactivations", help="carrier deactivation feeds"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    feed = deactivations.add_parser(
+        "import", help="apply a number,deactivated_at file to every organization"
+    )
+    feed.add_argument("file", metavar="FILE.csv")
+    feed.set_defaults(handler=cmd_deactivations_import)
     return parser
 
 

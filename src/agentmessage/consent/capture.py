@@ -33,7 +33,10 @@ def ensure_plan_allows(caller: Caller, captures: Iterable[ConsentCapture | Any])
             raise PlanRequired(PLAN_REQUIRED_MESSAGE)
 
 
-def change_of(caller: Caller, capture: ConsentCapture) -> ConsentChange:
+def change_of(
+    capture: ConsentCapture, actor: dict[str, Any], reason: str = "api:capture"
+) -> ConsentChange:
+    """The consent change an attested capture asks for (API or import)."""
     return ConsentChange(
         phone_number_id=capture.phone_number_id,
         contact_number=capture.contact_number,
@@ -41,9 +44,9 @@ def change_of(caller: Caller, capture: ConsentCapture) -> ConsentChange:
         occurred_at=capture.evidence.captured_at,
         consent_method=capture.evidence.consent_method,
         source="api",
-        reason="api:capture",
+        reason=reason,
         evidence=capture.evidence.as_received,
-        actor=caller.actor,
+        actor=actor,
     )
 
 
@@ -61,7 +64,7 @@ async def capture_records(
             invalid.append(Rejection(index, "VALIDATION_FAILED", {"record": "must be an object"}))
             continue
         try:
-            valid.append((index, change_of(caller, parse_capture(record))))
+            valid.append((index, change_of(parse_capture(record), caller.actor)))
         except ValidationFailed as exc:
             invalid.append(Rejection(index, "VALIDATION_FAILED", exc.details or {}))
     result = await record_changes(session, caller.org_id, valid)

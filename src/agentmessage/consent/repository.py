@@ -131,6 +131,43 @@ class ConsentRepository:
                     found[key] = ConsentState(**row._mapping)
         return found
 
+    async def opted_in_states(
+        self, org: OrgScope, contact_numbers: Sequence[str]
+    ) -> list[ConsentState]:
+        """Opted-in records of these contacts, for any sender number."""
+        columns = [ConsentRecord.__table__.c[name] for name in ConsentState.__slots__]
+        found: list[ConsentState] = []
+        for chunk in _chunks(sorted(set(contact_numbers)), 500):
+            statement = select(*columns).where(
+                ConsentRecord.org_id == org,
+                ConsentRecord.contact_number.in_(chunk),
+                ConsentRecord.opted_in.is_(True),
+            )
+            found += [ConsentState(**row._mapping) for row in await self.session.execute(statement)]
+        return found
+
+    async def sender_numbers(self, org: OrgScope) -> dict[uuid.UUID, str]:
+        rows = await self.session.execute(
+            select(PhoneNumber.id, PhoneNumber.number).where(PhoneNumber.org_id == org)
+        )
+        return {number_id: number for number_id, number in rows}
+
+    async def latest_evidence(
+        self, org: OrgScope, consent_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ConsentEvent]:
+        """For each record, its latest event with evidence (else its latest event)."""
+        statement = (
+            select(ConsentEvent)
+            .where(ConsentEvent.org_id == org, ConsentEvent.consent_id.in_(consent_ids))
+            .order_by(ConsentEvent.created_at, ConsentEvent.id)
+        )
+        latest: dict[uuid.UUID, ConsentEvent] = {}
+        for event in await self.session.scalars(statement):
+            known = latest.get(event.consent_id)
+            if event.evidence or known is None or not known.evidence:
+                latest[event.consent_id] = event
+        return latest
+
     async def insert_states(self, states: Sequence[ConsentState]) -> set[uuid.UUID]:
         """Insert new records unless their contact exists; the ids actually inserted."""
         inserted: set[uuid.UUID] = set()

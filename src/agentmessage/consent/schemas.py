@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -36,6 +36,7 @@ from agentmessage.kit.timefmt import RFC3339
 ConsentMethod = Literal[
     "checkbox", "sms_keyword", "written", "verbal", "attested", "double_opt_in", "hosted_form"
 ]
+CONSENT_METHODS: Final = get_args(ConsentMethod)
 Source = Literal["api", "sms", "hosted_form", "system"]
 EventType = Literal["opt_in", "opt_out"]
 

@@ -45,7 +45,7 @@ async def capture(session: AsyncSession, caller: Caller, capture: ConsentCapture
     organization) and ValidationFailed (an opt-in older than the contact's opt-out).
     """
     ensure_plan_allows(caller, [capture])
-    result = await record_changes(session, caller.org_id, [(0, change_of(caller, capture))])
+    result = await record_changes(session, caller.org_id, [(0, change_of(capture, caller.actor))])
     for rejection in result.rejected:
         if rejection.code == "NOT_FOUND":
             raise NotFound("phone number not found")

@@ -157,3 +157,20 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime]
     locked_until: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class ImportRun(Base):
+    """How far a CSV import got: its batches commit with this checkpoint."""
+
+    __tablename__ = "import_runs"
+    __table_args__ = (ForeignKeyConstraint(["org_id"], ["organizations.id"]),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    committed_line: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]

@@ -1,0 +1,1 @@
+"""Consents in and out of files: CSV import and CSV/JSON Lines export."""

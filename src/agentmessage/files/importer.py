@@ -1,0 +1,295 @@
+"""CSV import of historical consents: every row through the API's validator, good
+rows written in batches through the one write path, bad rows to a rejects file.
+
+Safe to rerun after a kill: each batch commits together with a checkpoint (the
+file's SHA-256 and the last line committed), so a rerun of the same file resumes
+after the checkpoint; nothing is imported twice and nothing is lost. The rejects
+file is appended before each commit and trimmed back to the checkpoint on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.service import OrgScope
+from agentmessage.consent.capture import change_of
+from agentmessage.consent.changes import ConsentChange, record_changes
+from agentmessage.consent.repository import ConsentRepository
+from agentmessage.consent.schemas import parse_capture
+from agentmessage.db.engine import Database
+from agentmessage.db.models import ImportRun, Organization
+from agentmessage.files.csvfile import (
+    RejectsFile,
+    Row,
+    UnreadableFile,
+    open_text,
+    read_rows,
+    rejects_path,
+)
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.errors import ValidationFailed
+from agentmessage.orgs.plans import PLANS
+
+BATCH_ROWS = 1000
+EVIDENCE_COLUMNS = (
+    "captured_at",
+    "consent_method",
+    "agreement_text",
+    "ip_address",
+    "user_agent",
+    "form_url",
+)
+REQUIRED = ("contact_number", "opted_in", "captured_at", "consent_method", "agreement_text")
+KNOWN = (*REQUIRED, "ip_address", "user_agent", "form_url", "phone_number", "phone_number_id")
+_TRUE = {"true", "yes", "y", "1", "t"}
+_FALSE = {"false", "no", "n", "0", "f"}
+
+
+class ImportUsageError(Exception):
+    """Bad usage or an unusable file: nothing was imported (exit 2)."""
+
+
+@dataclass(slots=True)
+class ImportReport:
+    file: str
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    skipped: int = 0  # rows already committed by an earlier, interrupted run
+    resumed_after_line: int = 0
+    dry_run: bool = False
+    rejects_file: str | None = None
+    unknown_columns: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "skipped_already_imported": self.skipped,
+            "resumed_after_line": self.resumed_after_line,
+            "dry_run": self.dry_run,
+            "rejects_file": self.rejects_file,
+            "unknown_columns": self.unknown_columns,
+        }
+
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read so far, rows done so far) after each batch."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def import_consents(
+    database: Database,
+    *,
+    org_id: uuid.UUID,
+    path: Path,
+    phone_number_id: uuid.UUID | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import ``path`` into the organization. Raises ImportUsageError (exit 2) for an
+    unknown organization or phone number, a missing column or an unreadable file."""
+    org_scope = OrgScope(org_id)
+    async with database.session(writes=False) as session:
+        org = await session.get(Organization, org_id)
+        if org is None:
+            raise ImportUsageError("organization not found")
+        numbers = {
+            n: i for i, n in (await ConsentRepository(session).sender_numbers(org_scope)).items()
+        }
+        if phone_number_id is not None and phone_number_id not in numbers.values():
+            raise ImportUsageError("--phone-number-id is not a sender number of this organization")
+        checkpoint = None if dry_run else await session.get(ImportRun, (org_id, file_sha256(path)))
+    attested = PLANS[org.plan].attested_capture
+    try:
+        text, raw = open_text(path)
+    except UnreadableFile as exc:
+        raise ImportUsageError(str(exc)) from None
+    digest = file_sha256(path)
+    report = ImportReport(file=str(path), dry_run=dry_run)
+    with text:
+        try:
+            header, rows = read_rows(text)
+        except UnreadableFile as exc:
+            raise ImportUsageError(str(exc)) from None
+        missing = [c for c in REQUIRED if c not in header]
+        if "phone_number" not in header and "phone_number_id" not in header and not phone_number_id:
+            missing.append("phone_number or phone_number_id (or --phone-number-id)")
+        if missing:
+            raise ImportUsageError(f"missing column(s): {', '.join(missing)}")
+        report.unknown_columns = [c for c in header if c and c not in KNOWN]
+        resume_after = checkpoint.committed_line if checkpoint else 0
+        report.resumed_after_line = resume_after
+        rejects = RejectsFile(rejects_path(path), resume_after=resume_after, enabled=not dry_run)
+        report.rejects_file = None if dry_run else str(rejects.path)
+        report.accepted = checkpoint.accepted if checkpoint else 0
+        # A dry run is one transaction rolled back at the end, so that later rows
+        # see what earlier ones would have done; a real run commits every batch.
+        dry_session = database.session(writes=True) if dry_run else None
+        try:
+            for batch in _batches(rows, BATCH_ROWS):
+                todo = [row for row in batch if row.line > resume_after]
+                report.skipped += len(batch) - len(todo)
+                report.rows += len(batch)
+                changes: list[tuple[int, ConsentChange]] = []
+                for row in todo:
+                    change = _change(row, numbers, phone_number_id, attested, path.name, rejects)
+                    if change is not None:
+                        changes.append((row.line, change))
+                session = dry_session or database.session(writes=True)
+                result = await record_changes(session, org_scope, changes)
+                for rejection in result.rejected:
+                    rejects.add(rejection.index, rejection.details)
+                report.accepted += len(result.accepted)
+                rejects.flush()
+                if not dry_run:
+                    async with session:
+                        await _checkpoint(
+                            session,
+                            org_id,
+                            digest,
+                            path.name,
+                            batch[-1].line,
+                            accepted=report.accepted,
+                            rejected=rejects.count,
+                        )
+                        await session.commit()
+                if progress is not None:
+                    progress(raw.tell(), report.rows)
+        finally:
+            if dry_session is not None:
+                await dry_session.rollback()
+                await dry_session.close()
+        if not dry_run:
+            async with database.session(writes=True) as session:
+                await _checkpoint(
+                    session,
+                    org_id,
+                    digest,
+                    path.name,
+                    None,
+                    accepted=report.accepted,
+                    rejected=rejects.count,
+                    done=True,
+                )
+                await session.commit()
+    report.rejected = rejects.count
+    return report
+
+
+async def _checkpoint(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    digest: str,
+    name: str,
+    line: int | None,
+    *,
+    accepted: int,
+    rejected: int,
+    done: bool = False,
+) -> None:
+    """Record how far the file got, in the batch's own transaction."""
+    now = utcnow()
+    run = await session.get(ImportRun, (org_id, digest))
+    if run is None:
+        run = ImportRun(
+            org_id=org_id,
+            file_sha256=digest,
+            file_name=name[:500],
+            committed_line=line or 1,
+            accepted=0,
+            rejected=0,
+            started_at=now,
+            updated_at=now,
+        )
+        session.add(run)
+    if line is not None:
+        run.committed_line = line
+    run.accepted = accepted
+    run.rejected = rejected
+    run.updated_at = now
+    if done:
+        run.completed_at = now
+    await session.flush()
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _change(
+    row: Row,
+    numbers: dict[str, uuid.UUID],
+    default_number: uuid.UUID | None,
+    attested: bool,
+    file_name: str,
+    rejects: RejectsFile,
+) -> ConsentChange | None:
+    """The row as a capture, validated by the API's own validator; None if rejected."""
+    values = row.values
+    if "__extra__" in values:
+        rejects.add(row.line, {"row": f"has {values['__extra__']} more field(s) than the header"})
+        return None
+    phone_number_id: Any = values.get("phone_number_id") or None
+    if phone_number_id is None and values.get("phone_number"):
+        phone_number_id = numbers.get(values["phone_number"])
+        if phone_number_id is None:
+            rejects.add(row.line, {"phone_number": "is not a sender number of this organization"})
+            return None
+    if phone_number_id is None:
+        phone_number_id = default_number
+    opted_in: Any = values.get("opted_in", "")
+    if opted_in.lower() in _TRUE:
+        opted_in = True
+    elif opted_in.lower() in _FALSE:
+        opted_in = False
+    evidence = {name: values[name] for name in EVIDENCE_COLUMNS if values.get(name)}
+    record = {
+        "phone_number_id": str(phone_number_id) if phone_number_id else None,
+        "contact_number": values.get("contact_number", ""),
+        "opted_in": opted_in,
+        "evidence": evidence,
+    }
+    try:
+        capture = parse_capture(record)
+    except ValidationFailed as exc:
+        rejects.add(row.line, _column_names(exc.details or {}))
+        return None
+    if capture.opted_in and not attested:
+        rejects.add(
+            row.line,
+            {
+                "opted_in": "attested opt-in capture is not in the organization's plan "
+                "(PLAN_REQUIRED)"
+            },
+        )
+        return None
+    return change_of(capture, {"type": "import", "file": file_name, "line": row.line}, "import:csv")
+
+
+def _column_names(details: dict[str, str]) -> dict[str, str]:
+    """``evidence.ip_address`` is the ``ip_address`` column in a file."""
+    return {name.removeprefix("evidence."): reason for name, reason in details.items()}

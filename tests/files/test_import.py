@@ -1,0 +1,248 @@
+"""agentmessage consents import: a messy real-world file, dry runs, interrupted runs."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from agentmessage.consent.repository import ConsentRepository, ListFilters
+from agentmessage.db.models import ConsentEvent, ConsentRecord
+from agentmessage.files.importer import ImportUsageError, import_consents
+from tests.files.conftest import make_org
+
+AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
+
+MESSY = (
+    "\ufeffContact_Number;opted_in;captured_at;consent_method;agreement_text;ip_address;"
+    "phone_number;crm_id\r\n"
+    '+15554443333;true;2026-04-26T12:00:00Z;checkbox;"Reminders; reply STOP to opt out";'
+    "203.0.113.42;+15550100001;a1\r\n"
+    "\r\n"
+    '+15554443334;YES;2026-04-26T12:00:00Z;written;"Signed form,\r\npage 2";;+15550100001;a2\r\n'
+    "5554443335;true;2026-04-26T12:00:00Z;checkbox;Text;;+15550100001;a3\r\n"
+    "+15554443336;maybe;2026-04-26T12:00:00Z;checkbox;Text;;+15550100001;a4\r\n"
+    "+15554443337;true;last tuesday;checkbox;Text;;+15550100001;a5\r\n"
+    "+15554443338;true;2026-04-26T12:00:00Z;telepathy;Text;;+15550100001;a6\r\n"
+    "+15554443339;true;2026-04-26T12:00:00Z;checkbox;;;+15550100001;a7\r\n"
+    "+15554443340;true;2026-04-26T12:00:00Z;checkbox;Text;999.1.1.1;+15550100001;a8\r\n"
+    "+15554443341;true;2026-04-26T12:00:00Z;checkbox;Text;;+15559999999;a9\r\n"
+    '+15554443342;false;2026-04-26T12:00:00Z;verbal;"Said ""stop"" on the phone";;'
+    "+15550100001;a10\r\n"
+    "+15554443343;true;2026-04-26T12:00:00Z;double_opt_in;Text;;+15550100001;a11\r\n"
+    "+15554443344;true;2026-04-26T12:00:00Z;checkbox;Text;;+15550100001;a12;surplus\r\n"
+)
+
+EXPECTED_REJECTS = [
+    ["6", "contact_number", "must be E.164"],
+    ["7", "opted_in", "must be true or false"],
+    ["8", "captured_at", "must be an RFC 3339 date-time such as 2026-04-26T12:00:00Z"],
+    [
+        "9",
+        "consent_method",
+        "must be one of 'checkbox', 'sms_keyword', 'written', 'verbal', 'attested', "
+        "'double_opt_in' or 'hosted_form'",
+    ],
+    ["10", "agreement_text", "is required"],
+    ["11", "ip_address", "must be a valid IP address"],
+    ["12", "phone_number", "is not a sender number of this organization"],
+    [
+        "14",
+        "consent_method",
+        "double_opt_in is recorded only by this service's own flow; "
+        "use POST /v1/consent/double-opt-in",
+    ],
+    ["15", "row", "has 1 more field(s) than the header"],
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "consents.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return path
+
+
+def read_rejects(path: Path) -> list[list[str]]:
+    with path.with_name(path.stem + ".rejects.csv").open(newline="") as handle:
+        return list(csv.reader(handle))
+
+
+async def snapshot(database, org) -> list[tuple]:
+    """The organization's records and events, without ids and timestamps of recording."""
+    async with database.session(writes=False) as session:
+        records = await session.execute(
+            select(
+                ConsentRecord.contact_number,
+                ConsentRecord.opted_in,
+                ConsentRecord.opted_in_at,
+                ConsentRecord.opted_out_at,
+                ConsentRecord.consent_method,
+                ConsentRecord.source,
+            )
+            .where(ConsentRecord.org_id == org.id)
+            .order_by(ConsentRecord.contact_number)
+        )
+        events = await session.execute(
+            select(ConsentRecord.contact_number, ConsentEvent.type, ConsentEvent.evidence)
+            .join(ConsentRecord, ConsentRecord.id == ConsentEvent.consent_id)
+            .where(ConsentEvent.org_id == org.id)
+            .order_by(ConsentRecord.contact_number, ConsentEvent.id)
+        )
+        return [tuple(r) for r in records] + [tuple(e) for e in events]
+
+
+async def test_a_messy_file_gives_exactly_the_expected_rows(database, org, tmp_path):
+    path = write(tmp_path, MESSY)
+    report = await import_consents(database, org_id=org.id, path=path)
+    assert (report.rows, report.accepted, report.rejected) == (12, 3, 9)
+    assert report.unknown_columns == ["crm_id"]
+    assert read_rejects(path) == [["line", "field", "reason"], *EXPECTED_REJECTS]
+    async with database.session(writes=False) as session:
+        page = await ConsentRepository(session).page(org.id, ListFilters(), None, 100)
+        history = {
+            r.contact_number: await ConsentRepository(session).events(org.id, r.id) for r in page
+        }
+    state = {r.contact_number: (r.opted_in, r.consent_method) for r in page}
+    assert state == {
+        "+15554443333": (True, "checkbox"),
+        "+15554443334": (True, "written"),
+        "+15554443342": (False, "verbal"),
+    }
+    (event,) = history["+15554443334"]
+    assert event.reason == "import:csv"
+    assert event.evidence == {
+        "captured_at": "2026-04-26T12:00:00Z",
+        "consent_method": "written",
+        "agreement_text": "Signed form,\r\npage 2",
+    }
+    assert event.actor == {"type": "import", "file": "consents.csv", "line": 4}
+    assert history["+15554443333"][0].evidence["agreement_text"] == (
+        "Reminders; reply STOP to opt out"
+    )
+
+
+async def test_a_dry_run_writes_nothing_and_reports_the_same(database, org, tmp_path):
+    path = write(tmp_path, MESSY)
+    report = await import_consents(database, org_id=org.id, path=path, dry_run=True)
+    assert (report.accepted, report.rejected, report.dry_run) == (3, 9, True)
+    assert not path.with_name("consents.rejects.csv").exists()
+    assert await snapshot(database, org) == []
+
+
+async def test_plan_gate_rejects_opt_in_rows_but_imports_opt_outs(database, tmp_path):
+    starter = await make_org(database, plan="starter")
+    rows = (
+        "contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number\n"
+        "+15554443333,true,2026-04-26T12:00:00Z,checkbox,Text,+15550100001\n"
+        "+15554443334,false,2026-04-26T12:00:00Z,written,Text,+15550100001\n"
+    )
+    path = write(tmp_path, rows)
+    report = await import_consents(database, org_id=starter.id, path=path)
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert read_rejects(path)[1][:2] == ["2", "opted_in"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "the file is empty"),
+        ("contact_number,opted_in\n+15554443333,true\n", "missing column(s): captured_at"),
+        (b"contact_number,opted_in\n\xff\xfe\n", "not UTF-8"),
+    ],
+)
+async def test_unusable_files_are_refused_before_anything_is_written(
+    database, org, tmp_path, content, message
+):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ImportUsageError, match=re.escape(message)):
+        await import_consents(database, org_id=org.id, path=path)
+    assert await snapshot(database, org) == []
+
+
+def big_file(tmp_path: Path, rows: int, name: str = "big.csv") -> Path:
+    lines = ["contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number"]
+    for i in range(rows):
+        number = "555" if i % 97 == 0 else f"+1555{i:07d}"  # some rejects along the way
+        lines.append(f"{number},true,2026-04-26T12:00:00Z,checkbox,Text {i},+15550100001")
+    return write(tmp_path, "\n".join(lines) + "\n", name)
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def test_an_interrupted_import_rerun_equals_one_clean_run(database, tmp_path):
+    interrupted_org = await make_org(database, number="+15550100001")
+    clean_org = await make_org(database, number="+15550100001")
+    path = big_file(tmp_path, 3500)
+
+    batches = 0
+
+    def stop_after_two_batches(_bytes: int, _rows: int) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await import_consents(
+            database, org_id=interrupted_org.id, path=path, progress=stop_after_two_batches
+        )
+    rerun = await import_consents(database, org_id=interrupted_org.id, path=path)
+    assert rerun.resumed_after_line == 2001
+    assert rerun.skipped == 2000
+
+    clean_path = big_file(tmp_path / ".." / tmp_path.name, 3500, "clean.csv")
+    clean = await import_consents(database, org_id=clean_org.id, path=clean_path)
+    assert (rerun.accepted, rerun.rejected) == (clean.accepted, clean.rejected)
+    assert await snapshot(database, interrupted_org) == await snapshot(database, clean_org)
+    assert read_rejects(path) == read_rejects(clean_path)
+
+
+async def test_a_killed_import_process_rerun_imports_every_row_once(database, org, tmp_path):
+    """SIGKILL mid-file (no cleanup runs), then the same command again."""
+    path = big_file(tmp_path, 30_000)
+    env = {
+        **os.environ,
+        "AGENTMESSAGE_DATABASE_URL": database.url,
+        "AGENTMESSAGE_DATA_DIR": str(tmp_path),
+    }
+    command = [AGENTMESSAGE, "consents", "import", str(path), "--org", str(org.id)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    from agentmessage.db.models import ImportRun
+
+    try:
+        for _ in range(600):
+            await asyncio.sleep(0.05)
+            async with database.session(writes=False) as session:
+                if await session.scalar(select(func.count()).select_from(ImportRun)):
+                    break
+        assert process.poll() is None, "the import finished before it could be killed"
+        process.kill()
+    finally:
+        process.wait(timeout=30)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["resumed_after_line"] > 1  # it did resume, not start over
+    async with database.session(writes=False) as session:
+        records = await session.scalar(
+            select(func.count()).select_from(ConsentRecord).where(ConsentRecord.org_id == org.id)
+        )
+        events = await session.scalar(
+            select(func.count()).select_from(ConsentEvent).where(ConsentEvent.org_id == org.id)
+        )
+    rejected = len(range(0, 30_000, 97))
+    assert records == events == 30_000 - rejected
+    assert len(read_rejects(path)) == 1 + rejected
