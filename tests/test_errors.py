@@ -134,3 +134,11 @@ async def test_deeply_nested_json_is_400_and_changes_nothing(client, tenant):
     assert r.json()["error"]["code"] == "VALIDATION_FAILED"
     listed = await client.get("/v1/consent", headers=tenant.headers)
     assert listed.json()["meta"]["total"] == 0
+
+
+async def test_405_names_the_methods_of_the_literal_path_not_of_a_template(client, tenant):
+    r = await client.get("/v1/consent/bulk/extra", headers=tenant.headers)
+    assert r.status_code == 404
+    r = await client.put("/v1/consent/bulk", headers=tenant.headers)
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"

@@ -89,20 +89,25 @@ def _sends_json(request: Request) -> bool:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method the path answers to (Starlette names only the first route's)."""
+    """Every method the path answers to (Starlette names only the first route's).
+
+    A literal path (``/v1/consent/bulk``) speaks for itself; only when none matches
+    do templates with parameters (``/v1/consent/{id}``) count.
+    """
     app = request.app
     templates = getattr(app.state, "path_templates", None)
     if templates is None:
         templates = [
-            (compile_path(path)[0], sorted(op.upper() for op in operations))
+            (compile_path(path)[0], "{" in path, sorted(op.upper() for op in operations))
             for path, operations in app.openapi()["paths"].items()
         ]
         app.state.path_templates = templates
-    methods: set[str] = set()
-    for regex, operations in templates:
-        if regex.match(request.url.path):
-            methods.update(operations)
-    return sorted(methods)
+    matches = [
+        (templated, ops) for regex, templated, ops in templates if regex.match(request.url.path)
+    ]
+    literal = [ops for templated, ops in matches if not templated]
+    chosen = literal or [ops for _, ops in matches]
+    return sorted({method for ops in chosen for method in ops})
 
 
 def install_error_handlers(app: FastAPI) -> None:
