@@ -14,6 +14,7 @@ from agentmessage.deactivations.endpoints import router as deactivations_router
 from agentmessage.health import router as health_router
 from agentmessage.kit.handlers import install_error_handlers
 from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, RedisStore
 from agentmessage.settings import Settings
 
 MIB = 1024 * 1024
@@ -34,9 +35,16 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         create_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     )
 
+    # Shared by every process serving this database (or Redis): the allowance
+    # holds across all of them.
+    rate_limiter = RateLimiter(
+        RedisStore(settings.redis_url) if settings.redis_url else DatabaseStore(database)
+    )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await rate_limiter.close()
         await database.dispose()
 
     app = FastAPI(
@@ -47,6 +55,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.rate_limiter = rate_limiter
     app.include_router(health_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)

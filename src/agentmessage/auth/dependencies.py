@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agentmessage.auth import ratelimit
 from agentmessage.auth.service import Caller, authenticate
 from agentmessage.kit.errors import Forbidden, Unauthorized
 
@@ -39,8 +40,22 @@ async def authenticated_caller(
     return caller
 
 
-def require(scope: str) -> Callable[[Caller], Awaitable[Caller]]:
-    async def dependency(caller: Annotated[Caller, Depends(authenticated_caller)]) -> Caller:
+def require(scope: str, *, charge: bool = True) -> Callable[..., Awaitable[Caller]]:
+    """The caller, if its key has ``scope``; 403 otherwise.
+
+    Charges the request's cost of 1 against the organization's rate limit (429
+    when spent, the 403 included). With ``charge=False`` the endpoint charges
+    its own cost (``ratelimit.charge``, bulk: one per record); until it does,
+    the response shows the allowance without spending any of it.
+    """
+
+    async def dependency(
+        request: Request, caller: Annotated[Caller, Depends(authenticated_caller)]
+    ) -> Caller:
+        if charge:
+            await ratelimit.charge_once(request, caller)
+        else:
+            await ratelimit.show_allowance(request, caller)
         if scope not in caller.scopes:
             raise Forbidden(details={"scope": f"this key needs the {scope} scope"})
         return caller

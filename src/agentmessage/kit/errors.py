@@ -97,6 +97,17 @@ class PayloadTooLarge(ApiError):
     default_message = "request body too large"
 
 
+class RateLimited(ApiError):
+    """The organization's per-minute allowance is spent: retry after the window resets."""
+
+    code = "RATE_LIMITED"
+    status = 429
+    default_message = "rate limited"
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(headers={"Retry-After": str(retry_after)})
+
+
 class ServiceUnavailable(ApiError):
     code = "UNAVAILABLE"
     status = 503

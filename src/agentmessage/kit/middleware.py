@@ -10,6 +10,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmessage.kit.ids import new_request_id
+from agentmessage.kit.ratelimit import RateLimitDecision
 from agentmessage.kit.responses import error_response
 
 access_log = logging.getLogger("agentmessage.access")
@@ -18,7 +19,8 @@ error_log = logging.getLogger("agentmessage.errors")
 
 class RequestContextMiddleware:
     """Gives every request a ULID (``X-Request-Id``), and turns an unhandled
-    exception into a 500 envelope with that id.
+    exception into a 500 envelope with that id. Adds the ``RateLimit-*`` headers
+    to any response of a request that the rate limiter saw (``state.rate_limit``).
 
     The log line names the exception type and where it was raised, never its
     message: messages of database errors carry SQL and the contacts' numbers.
@@ -44,6 +46,12 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                rate_limit = scope["state"].get("rate_limit")
+                if isinstance(rate_limit, RateLimitDecision):
+                    headers.extend(
+                        (name.lower().encode(), value.encode())
+                        for name, value in rate_limit.headers().items()
+                    )
                 message = {**message, "headers": headers}
             await send(message)
 
