@@ -23,7 +23,7 @@ run: install
 	$(BIN)/agentmessage demo
 	$(BIN)/agentmessage serve
 
-# System packages the tests need (PostgreSQL 15); installed only when missing.
+# System packages the tests need (PostgreSQL 15, Redis, Chromium); installed only when missing.
 system-deps:
 	@bash scripts/system-deps.sh
 

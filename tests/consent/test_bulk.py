@@ -278,3 +278,35 @@ async def test_a_retried_bulk_call_with_its_idempotency_key_writes_nothing_twice
     record_id = page.json()["data"][0]["id"]
     history = await client.get(f"/v1/consent/{record_id}/history", headers=tenant.headers)
     assert len(history.json()["data"]) == 1
+
+
+async def test_a_bulk_call_costs_its_record_count(client, session):
+    from sqlalchemy import update
+
+    from agentmessage.db.models import Organization
+
+    tenant = await make_tenant(session)
+    await session.execute(
+        update(Organization)
+        .where(Organization.id == tenant.org_id)
+        .values(rate_limit_per_minute=10)
+    )
+    await session.commit()
+    r = await client.post(
+        "/v1/consent/bulk", json={"records": records(tenant, 11)}, headers=tenant.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["records"].startswith("at most 10 records per call")
+    r = await client.post(
+        "/v1/consent/bulk", json={"records": records(tenant, 7)}, headers=tenant.headers
+    )
+    assert r.status_code == 200
+    assert r.headers["ratelimit-limit"] == "10"
+    assert r.headers["ratelimit-remaining"] == "3"
+    r = await client.post(
+        "/v1/consent/bulk", json={"records": records(tenant, 4, start=50)}, headers=tenant.headers
+    )
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(r.headers["retry-after"]) >= 1
+    assert await _total(client, tenant) == 7

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agentmessage.auth.dependencies import ConsentRead, ConsentWrite
+from agentmessage.auth import ratelimit
+from agentmessage.auth.dependencies import ConsentRead, ConsentWrite, require
+from agentmessage.auth.service import Caller
 from agentmessage.consent import service
 from agentmessage.consent.repository import ListFilters
 from agentmessage.consent.schemas import (
@@ -52,7 +54,9 @@ ConsentId = Annotated[uuid.UUID, "the consent record's id"]
     ),
     responses={
         200: {"model": ConsentRecordOut, "description": "Existing record updated"},
-        **error_responses(400, 401, 403, 404, 409, 413, 422, plan_message=PLAN_REQUIRED_MESSAGE),
+        **error_responses(
+            400, 401, 403, 404, 409, 413, 422, 429, plan_message=PLAN_REQUIRED_MESSAGE
+        ),
     },
 )
 async def capture_consent(
@@ -89,8 +93,15 @@ async def capture_consent(
     ),
 )
 async def bulk_capture(
-    body: BulkCaptureRequest, caller: ConsentWrite, _idempotency: Idempotent, session: Session
+    request: Request,
+    body: BulkCaptureRequest,
+    caller: Annotated[Caller, Depends(require("consent:write", charge=False))],
+    _idempotency: Idempotent,
+    session: Session,
 ) -> BulkCaptureResult:
+    # A bulk call costs its record count; charged before the request's own
+    # transaction touches the database.
+    await ratelimit.charge(request, caller, cost=len(body.records), field="records")
     result = await service.capture_bulk(session, caller, body.records)
     return BulkCaptureResult(
         accepted=len(result.accepted),
@@ -109,7 +120,7 @@ async def bulk_capture(
         "Cursor pagination surfaces the next-page cursor in meta.next_cursor; the last "
         "page renders next_cursor: null. Requires the consent:read scope."
     ),
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 422, 429),
 )
 async def list_consents(
     request: Request,
@@ -153,7 +164,7 @@ async def list_consents(
     response_model=ConsentRecordOut,
     summary="Retrieve a consent record",
     description="Requires the consent:read scope.",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 429),
 )
 async def get_consent(id: uuid.UUID, caller: ConsentRead, session: Session) -> ConsentRecordOut:
     return ConsentRecordOut.model_validate(await service.get(session, caller.org_id, id))
@@ -168,7 +179,7 @@ async def get_consent(id: uuid.UUID, caller: ConsentRead, session: Session) -> C
         "as received, who made it and when. History is append-only. Requires the "
         "consent:read scope."
     ),
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 429),
 )
 async def consent_history(id: uuid.UUID, caller: ConsentRead, session: Session) -> ConsentHistory:
     events = await service.history(session, caller.org_id, id)
@@ -189,7 +200,7 @@ async def consent_history(id: uuid.UUID, caller: ConsentRead, session: Session) 
         "history entry. Requests for a record outside your organization return 404 "
         "NOT_FOUND so consent ids cannot be enumerated. Requires the consent:write scope."
     ),
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 429),
 )
 async def revoke_consent(id: uuid.UUID, caller: ConsentWrite, session: Session) -> ConsentRecordOut:
     return ConsentRecordOut.model_validate(await service.revoke(session, caller, id))
