@@ -170,15 +170,15 @@ class ConsentRepository:
 
     async def insert_states(self, states: Sequence[ConsentState]) -> set[uuid.UUID]:
         """Insert new records unless their contact exists; the ids actually inserted."""
-        inserted: set[uuid.UUID] = set()
-        for chunk in _chunks(list(states), 500):
-            statement = (
-                insert_or_ignore(self.session, ConsentRecord)
-                .values([state.row() for state in chunk])
-                .returning(ConsentRecord.id)
-            )
-            inserted.update(await self.session.scalars(statement))
-        return inserted
+        if not states:
+            return set()
+        # executemany: SQLAlchemy batches it into multi-row INSERTs itself, and
+        # compiles the statement once (a VALUES list of 1000 rows would be
+        # compiled anew on every call).
+        table = cast(Table, ConsentRecord.__table__)
+        statement = insert_or_ignore(self.session, table).returning(table.c.id)
+        result = await self.session.execute(statement, [state.row() for state in states])
+        return set(result.scalars())
 
     async def update_states(self, org: OrgScope, states: Sequence[ConsentState]) -> None:
         """Write the new state of existing records: one executemany statement."""
@@ -200,7 +200,8 @@ class ConsentRepository:
 
     async def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
         if events:
-            await self.session.execute(insert(ConsentEvent), list(events))
+            # Core, not the ORM's bulk path: one compiled executemany.
+            await self.session.execute(insert(cast(Table, ConsentEvent.__table__)), list(events))
 
     async def events(self, org: OrgScope, consent_id: uuid.UUID) -> Sequence[ConsentEvent]:
         statement = (

@@ -1,0 +1,172 @@
+"""File commands at scale, on PostgreSQL: `consents import` against the raw COPY
+rate of the same rows into the same tables, its peak memory, `consents export`
+rows/s, and a deactivation feed.
+
+    .venv/bin/python bench/files.py [--rows 1000000]
+
+The import runs as a user runs it (the CLI in a subprocess, plain progress lines);
+COPY is the physical floor: rows prepared in memory beforehand, then
+`COPY consent_records` and `COPY consent_events` in one transaction, no
+validation, no checkpoints, no upsert logic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agentmessage.kit.ids import new_id
+from bench.common import create_tenant, format_table, migrated_engine, scratch_database
+from bench.make_consents_csv import BAD_EVERY, write_csv
+from bench.make_consents_csv import rows as sample_rows
+
+AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
+SENDER = "+15550100001"
+
+
+def run_cli(args: list[str], url: str, workdir: Path) -> tuple[float, int, str]:
+    """(seconds, peak RSS in bytes, stdout) of one CLI command."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTMESSAGE_")},
+        "AGENTMESSAGE_DATABASE_URL": url,
+        "AGENTMESSAGE_DATA_DIR": str(workdir),
+    }
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [AGENTMESSAGE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    out = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{args[:2]} failed with exit {process.returncode}")
+    return elapsed, usage.ru_maxrss * 1024, out
+
+
+def copy_rows(count: int, org_id: uuid.UUID, phone_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
+    """The records and events the import would write, for contacts it does not touch."""
+    now = datetime.now(UTC)
+    records, events = [], []
+    for i, values in enumerate(sample_rows(count, SENDER, seed=11, first_contact=5_000_000)):
+        if i % BAD_EVERY == BAD_EVERY - 1:
+            continue  # the rows the import rejects
+        contact, opted_in, captured_at, method, agreement, ip, agent, url, _ = values
+        at = (
+            datetime.fromisoformat(captured_at.replace("Z", "+00:00"))
+            if "T" in captured_at
+            else now
+        )
+        record_id = new_id()
+        records.append(
+            (org_id, record_id, phone_id, contact, opted_in == "true",
+             at if opted_in == "true" else None, None if opted_in == "true" else at,
+             "api", method, now, now)
+        )  # fmt: skip
+        evidence = {
+            "captured_at": captured_at, "consent_method": method, "agreement_text": agreement,
+            "ip_address": ip, "user_agent": agent, "form_url": url,
+        }  # fmt: skip
+        events.append(
+            (org_id, new_id(), record_id, "opt_in" if opted_in == "true" else "opt_out", method,
+             "api", "import:csv", json.dumps(evidence), json.dumps({"type": "bench"}), at, now)
+        )  # fmt: skip
+    return records, events
+
+
+async def raw_copy(url: str, records: list[Any], events: list[Any]) -> float:
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        started = time.perf_counter()
+        async with connection.transaction():
+            await connection.copy_records_to_table(
+                "consent_records",
+                records=records,
+                columns=["org_id", "id", "phone_number_id", "contact_number", "opted_in",
+                         "opted_in_at", "opted_out_at", "source", "consent_method",
+                         "created_at", "updated_at"],
+            )  # fmt: skip
+            await connection.copy_records_to_table(
+                "consent_events",
+                records=events,
+                columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
+                         "reason", "evidence", "actor", "occurred_at", "created_at"],
+            )  # fmt: skip
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+async def bench(rows: int, workdir: Path) -> list[list[str]]:
+    with scratch_database("postgresql", workdir, "files") as url:
+        async with migrated_engine(url) as engine:
+            tenant = await create_tenant(engine, number=SENDER)
+        csv_path = workdir / "consents.csv"
+        bad = write_csv(csv_path, rows, SENDER)
+        imported_s, import_rss, out = run_cli(
+            ["consents", "import", str(csv_path), "--org", str(tenant.org_id)], url, workdir
+        )
+        summary = json.loads(out)
+        assert summary["accepted"] == rows - bad and summary["rejected"] == bad, summary
+
+        records, events = copy_rows(rows, tenant.org_id, tenant.phone_number_id)
+        copy_s = await raw_copy(url, records, events)
+        del records, events
+
+        export_s, export_rss, _ = run_cli(
+            ["consents", "export", "--org", str(tenant.org_id), "-o", str(workdir / "out.csv")],
+            url,
+            workdir,
+        )
+        exported = (rows - bad) * 2  # the imported rows and the copied ones
+        feed = workdir / "feed.csv"
+        with feed.open("w") as handle:
+            handle.write("number,deactivated_at\n")
+            for i in range(rows):
+                handle.write(f"+1555{i:07d},2025-06-15\n")
+        feed_s, feed_rss, feed_out = run_cli(["deactivations", "import", str(feed)], url, workdir)
+        opted_out = json.loads(feed_out)["opted_out"]
+
+    import_rate = (rows - bad) / imported_s
+    copy_rate = (rows - bad) / copy_s
+    ratio = import_rate / copy_rate
+    mib = 1024 * 1024
+    return [
+        ["consents import (CLI)", f"{rows:,} rows ({bad:,} bad)", f"{import_rate:,.0f} rows/s",
+         f"{import_rss / mib:,.0f} MiB", "peak RSS <= 300 MB"],
+        ["raw COPY, same rows", f"{rows - bad:,} rows", f"{copy_rate:,.0f} rows/s", "", ""],
+        ["import / COPY", "", f"{ratio:.0%}", "", "met" if ratio >= 0.4 else "missed (>= 40%)"],
+        ["consents export (CLI)", f"{exported:,} records", f"{exported / export_s:,.0f} rows/s",
+         f"{export_rss / mib:,.0f} MiB", ""],
+        ["deactivations import", f"{rows:,} lines, {opted_out:,} opted out",
+         f"{rows / feed_s:,.0f} lines/s", f"{feed_rss / mib:,.0f} MiB", ""],
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
+        table = asyncio.run(bench(args.rows, Path(workdir)))
+    print(f"File commands on PostgreSQL, {args.rows:,} rows\n")
+    print(format_table(["what", "size", "rate", "peak RSS", "target"], table))
+
+
+if __name__ == "__main__":
+    main()
