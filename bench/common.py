@@ -158,6 +158,34 @@ class ServerFailed(RuntimeError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A served app: where it answers, and its process (one, as ``--workers 1``)."""
+
+    base_url: str
+    pid: int
+
+    def reset_peak_rss(self) -> bool:
+        """Measure the peak RSS from now on; False where the kernel does not allow it."""
+        try:
+            # "5" resets VmHWM to the current RSS (Linux 4.0+, own processes only).
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
+
+    def peak_rss_bytes(self) -> int | None:
+        """VmHWM: the peak RSS since start or ``reset_peak_rss``; None without /proc."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # reported in kB
+        return None
+
+
 @contextmanager
 def serve_app(
     database_url: str,
@@ -167,6 +195,24 @@ def serve_app(
     startup_timeout: float = 60.0,
 ) -> Iterator[str]:
     """``agentmessage serve`` on a free port of 127.0.0.1: its base URL once it answers.
+
+    See ``running_server``, which also gives the process id.
+    """
+    with running_server(
+        database_url, workdir, secret_key=secret_key, startup_timeout=startup_timeout
+    ) as server:
+        yield server.base_url
+
+
+@contextmanager
+def running_server(
+    database_url: str,
+    workdir: Path,
+    *,
+    secret_key: str = "bench-secret-key-not-for-production",
+    startup_timeout: float = 60.0,
+) -> Iterator[Server]:
+    """``agentmessage serve`` on a free port of 127.0.0.1, once it answers.
 
     The server runs in a process of its own (as in production, and so that its
     event loop does not share the GIL with the client that times it); its output
@@ -194,7 +240,7 @@ def serve_app(
         )
     try:
         _wait_until_ready(process, base_url, log_path, startup_timeout)
-        yield base_url
+        yield Server(base_url, process.pid)
     finally:
         process.terminate()
         try:

@@ -179,7 +179,13 @@ async def record_changes(
         return result
 
     now = utcnow()
-    existing = await repo.lock_states(org, list(contacts))
+    if all(change.consent_method for _, change in changes):
+        # Every change can create its record (captures, imports): insert first
+        # and read back only the contacts that already existed (the "lost" ones
+        # below), which saves a read of every contact in a batch of new ones.
+        existing = {}
+    else:
+        existing = await repo.lock_states(org, list(contacts))
     for key, contact in contacts.items():
         contact.before = existing.get(key)
         contact.fold(now)
