@@ -329,3 +329,17 @@ async def test_updated_at_moves_on_each_change(client, tenant):
     assert first.json()["updated_at"] == "2026-07-01T08:00:00Z"
     assert second.json()["created_at"] == "2026-07-01T08:00:00Z"
     assert second.json()["updated_at"] == "2026-07-01T08:03:00Z"
+
+
+def test_the_north_american_shortcut_agrees_with_libphonenumber():
+    import random
+
+    import phonenumbers
+
+    from agentmessage.kit.phone import e164_problem
+
+    rng = random.Random(5)
+    for _ in range(5000):
+        number = "+1" + "".join(rng.choice("0123456789") for _ in range(10))
+        assert e164_problem(number) is None
+        assert phonenumbers.is_possible_number(phonenumbers.parse(number, None))
