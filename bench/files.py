@@ -44,17 +44,33 @@ def run_cli(args: list[str], url: str, workdir: Path) -> tuple[float, int, str]:
         "AGENTMESSAGE_DATA_DIR": str(workdir),
     }
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [AGENTMESSAGE, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    assert process.stdout is not None
-    out = process.stdout.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out_file:
+        process = subprocess.Popen(
+            [AGENTMESSAGE, *args], env=env, stdout=out_file, stderr=subprocess.DEVNULL
+        )
+        # VmHWM of the process itself. (getrusage/wait4 would also count the pages
+        # the child shared with this process between fork and exec.)
+        peak = 0
+        while process.poll() is None:
+            peak = max(peak, _vm_hwm(process.pid))
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        out_file.seek(0)
+        out = out_file.read().decode()
     if process.returncode != 0:
         raise SystemExit(f"{args[:2]} failed with exit {process.returncode}")
-    return elapsed, usage.ru_maxrss * 1024, out
+    return elapsed, peak, out
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
 
 
 def copy_rows(count: int, org_id: uuid.UUID, phone_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
