@@ -2,11 +2,14 @@
 # Installs the system packages the test suite needs, only when they are missing.
 # PostgreSQL 15: the tests start a throwaway cluster of their own from its binaries.
 # redis-server: the Redis rate-limit store's tests start a throwaway server likewise.
+# chromium (and a font for it): the hosted form's end-to-end tests drive it headless.
 set -euo pipefail
 
 missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

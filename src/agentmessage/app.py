@@ -18,6 +18,9 @@ from agentmessage.hosted.pages import router as hosted_pages_router
 from agentmessage.kit.handlers import install_error_handlers
 from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, RedisStore
+from agentmessage.messaging.endpoints import router as messaging_router
+from agentmessage.messaging.outbox.dispatcher import Dispatcher
+from agentmessage.messaging.webhooks import router as twilio_webhooks_router
 from agentmessage.settings import Settings
 
 MIB = 1024 * 1024
@@ -43,6 +46,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     rate_limiter = RateLimiter(
         RedisStore(settings.redis_url) if settings.redis_url else DatabaseStore(database)
     )
+    # Sends the outbox. Runs in this process unless AGENTMESSAGE_DISPATCHER=off
+    # (then `agentmessage worker` does); tests drive it with run_once().
+    dispatcher = Dispatcher.from_settings(database, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -51,7 +57,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # bench/bulk.py: 60-100 ms pauses become 3-11 ms).
         gc.collect()
         gc.freeze()
+        if settings.dispatcher == "inline":
+            dispatcher.start()
         yield
+        await dispatcher.stop()
         await rate_limiter.close()
         await database.dispose()
 
@@ -64,11 +73,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.state.rate_limiter = rate_limiter
+    app.state.dispatcher = dispatcher
     app.include_router(health_router)
     app.include_router(hosted_router)
+    app.include_router(messaging_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
     app.include_router(hosted_pages_router)
+    app.include_router(twilio_webhooks_router)
     install_error_handlers(app)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(

@@ -68,6 +68,7 @@ def _org_json(org: Organization) -> dict[str, Any]:
         "plan": org.plan,
         "rate_limit_per_minute": org.rate_limit_per_minute
         or PLANS[org.plan].default_rate_limit_per_minute,
+        "help_text": org.help_text,
         "created_at": format_rfc3339(org.created_at),
     }
 
@@ -127,7 +128,11 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
 def cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> None:
     async def work(session: AsyncSession) -> dict[str, Any]:
         org = await create_organization(
-            session, name=args.name, plan=args.plan, rate_limit_per_minute=args.rate_limit
+            session,
+            name=args.name,
+            plan=args.plan,
+            rate_limit_per_minute=args.rate_limit,
+            help_text=args.help_text,
         )
         return _org_json(org)
 
@@ -356,6 +361,44 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    """Send the outbox: until SIGINT/SIGTERM, or one drain with --once."""
+    import signal
+
+    from agentmessage.messaging.outbox.dispatcher import Dispatcher
+
+    async def work() -> dict[str, Any] | None:
+        database = Database(create_engine(settings.resolved_database_url, pool_size=2))
+        dispatcher = Dispatcher.from_settings(database, settings)
+        try:
+            await upgrade_to_head(database.engine)
+            if args.once:
+                report = await dispatcher.drain()
+                return {
+                    "sent": report.sent,
+                    "retried": report.retried,
+                    "failed": report.failed,
+                    "refused": report.refused,
+                    "abandoned": report.abandoned,
+                }
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, dispatcher.request_stop)
+            print(
+                f"dispatcher sending through {dispatcher.provider.name}; Ctrl-C to stop",
+                file=sys.stderr,
+            )
+            await dispatcher.run()
+            return None
+        finally:
+            await dispatcher.provider.aclose()
+            await database.dispose()
+
+    result = asyncio.run(work())
+    if result is not None:
+        _emit(result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentmessage",
@@ -368,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
     serve.set_defaults(handler=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker", help="send queued SMS (with AGENTMESSAGE_DISPATCHER=off on the servers)"
+    )
+    worker.add_argument("--once", action="store_true", help="send what is due, then exit")
+    worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="apply pending migrations")
     migrate.set_defaults(handler=cmd_migrate)
@@ -384,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     org_create.add_argument("--name", required=True)
     org_create.add_argument("--plan", default="payg", choices=list(PLANS))
     org_create.add_argument("--rate-limit", type=int, help="requests per minute (plan default)")
+    org_create.add_argument("--help-text", help="the SMS answering HELP/INFO (a default if unset)")
     org_create.set_defaults(handler=cmd_orgs_create)
 
     numbers = commands.add_parser("numbers", help="sender phone numbers").add_subparsers(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +46,8 @@ class PhoneNumber(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "number"),
         ForeignKeyConstraint(["org_id"], ["organizations.id"]),
+        # An inbound SMS finds its organization by the number it was sent to.
+        Index(None, "number"),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -174,3 +177,142 @@ class ImportRun(Base):
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class HostedForm(Base):
+    """A minted hosted consent form, keyed by its token's id: the agreement text the
+    page shows (the token carries only its hash) and, once submitted, when and
+    which history event it recorded. A form is submitted at most once."""
+
+    __tablename__ = "hosted_forms"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "consent_event_id"], ["consent_events.org_id", "consent_events.id"]
+        ),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the token's jti
+    phone_number_id: Mapped[uuid.UUID]
+    contact_number: Mapped[str] = mapped_column(String(16))
+    agreement_text: Mapped[str] = mapped_column(Text)
+    agreement_sha256: Mapped[str] = mapped_column(String(64))
+    # The API key that minted it.
+    api_key_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    submitted_at: Mapped[datetime | None]
+    consent_event_id: Mapped[uuid.UUID | None]
+
+
+class Message(Base):
+    """One SMS, outbound or inbound: the outbox (outbound rows the dispatcher sends)
+    and the inbox (inbound rows; a provider's message id is unique per organization,
+    so a retried webhook inserts nothing and is handled once)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("org_id", "provider", "provider_message_id"),
+        ForeignKeyConstraint(
+            ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
+        ),
+        # The dispatcher's queue: due messages of every organization, oldest first.
+        Index(None, "status", "next_attempt_at"),
+        # Status callbacks name the provider's id only.
+        Index(None, "provider_message_id"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    direction: Mapped[str] = mapped_column(String(8))  # outbound | inbound
+    # What an outbound message is for (double_opt_in, opt_out_confirmation, ...).
+    purpose: Mapped[str] = mapped_column(String(32))
+    # The organization's number: the sender of outbound, the recipient of inbound.
+    phone_number_id: Mapped[uuid.UUID]
+    from_number: Mapped[str] = mapped_column(String(16))
+    to_number: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    # outbound: queued -> sending -> sent -> delivered | failed; inbound: received
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    provider: Mapped[str | None] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer)
+    # Queued: when the dispatcher may (re)try it. Sending: the claim's lease.
+    next_attempt_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class MessageAttempt(Base):
+    """One delivery attempt of an outbound message and how it ended."""
+
+    __tablename__ = "message_attempts"
+    __table_args__ = (
+        UniqueConstraint("org_id", "message_id", "attempt"),
+        ForeignKeyConstraint(["org_id", "message_id"], ["messages.org_id", "messages.id"]),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    message_id: Mapped[uuid.UUID]
+    attempt: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(16))
+    # sending | sent | retry | failed | refused | unknown
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    provider_message_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+OPEN = "open"
+
+
+class Challenge(Base):
+    """A double opt-in challenge: the SMS asking the contact to reply YES, and how
+    it ended (open -> confirmed | expired | canceled)."""
+
+    __tablename__ = "challenges"
+    __table_args__ = (
+        # At most one open challenge per contact and sender number: concurrent
+        # requests insert-or-ignore against this, so exactly one SMS is queued.
+        Index(
+            "uq_challenges_open_contact",
+            "org_id",
+            "phone_number_id",
+            "contact_number",
+            unique=True,
+            postgresql_where=text(f"state = '{OPEN}'"),
+            sqlite_where=text(f"state = '{OPEN}'"),
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "consent_event_id"], ["consent_events.org_id", "consent_events.id"]
+        ),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    phone_number_id: Mapped[uuid.UUID]
+    contact_number: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    agreement_text: Mapped[str] = mapped_column(Text)
+    confirmation_text: Mapped[str] = mapped_column(Text)
+    # The challenge SMS (inserted in the same transaction, right after this row).
+    message_id: Mapped[uuid.UUID]
+    # The API key that started it.
+    api_key_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    # Set on confirmation: the YES reply and the opt-in event it recorded.
+    inbound_message_id: Mapped[uuid.UUID | None]
+    consent_event_id: Mapped[uuid.UUID | None]

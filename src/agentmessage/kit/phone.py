@@ -46,3 +46,10 @@ E164 = Annotated[
         {"type": "string", "pattern": r"^\+[1-9]\d{7,14}$", "examples": ["+15554443333"]}
     ),
 ]
+
+
+def masked(number: str) -> str:
+    """For logs: every digit but the last four hidden (``+*******3333``)."""
+    sign = "+" if number.startswith("+") else ""
+    digits = number.removeprefix("+")
+    return sign + "*" * max(0, len(digits) - 4) + digits[-4:]

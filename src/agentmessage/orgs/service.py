@@ -20,8 +20,12 @@ async def create_organization(
     name: str,
     plan: str = "payg",
     rate_limit_per_minute: int | None = None,
+    help_text: str | None = None,
 ) -> Organization:
-    """Validates every field before writing; raises ValidationFailed naming the field."""
+    """Validates every field before writing; raises ValidationFailed naming the field.
+
+    ``help_text``: the SMS answering HELP/INFO (None: a default naming the organization).
+    """
     details: dict[str, str] = {}
     if not name.strip() or len(name) > 200:
         details["name"] = "must be 1..200 characters"
@@ -29,12 +33,15 @@ async def create_organization(
         details["plan"] = f"must be one of {', '.join(PLANS)}"
     if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= 10_000_000:
         details["rate_limit"] = "must be between 1 and 10000000 requests per minute"
+    if help_text is not None and not 1 <= len(help_text.strip()) <= 1600:
+        details["help_text"] = "must be 1..1600 characters (one SMS)"
     if details:
         raise ValidationFailed(details=details)
     org = Organization(
         name=name.strip(),
         plan=plan,
         rate_limit_per_minute=rate_limit_per_minute,
+        help_text=help_text.strip() if help_text is not None else None,
         created_at=utcnow(),
     )
     session.add(org)
