@@ -117,6 +117,7 @@ def test_demo_creates_data_once_and_prints_a_working_curl(run):
     first = run("demo")
     assert first.returncode == 0, first.stderr
     assert "am_live_" in first.stderr
+    assert "Demo organization 'Demo Dental' (plan growth, id " in first.stderr
     assert "curl -s http://127.0.0.1:8000/v1/consent -H 'Authorization: Bearer am_live_" in (
         first.stderr
     )

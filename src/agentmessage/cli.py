@@ -223,8 +223,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
             )
         base = f"http://{args.host}:{args.port}"
         print(
-            "\nDemo organization 'Demo Dental' (plan growth), sender number "
-            f"{number.number} (id {number.id}).\n"
+            f"\nDemo organization 'Demo Dental' (plan growth, id {org.id}),\n"
+            f"sender number {number.number} (id {number.id}).\n"
             f"API key (shown once): {key.plain}\n\n"
             "Try it:\n"
             f"  curl -s {base}/v1/consent -H 'Authorization: Bearer {key.plain}'\n"
