@@ -12,17 +12,8 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-COLUMNS = (
-    "contact_number",
-    "opted_in",
-    "captured_at",
-    "consent_method",
-    "agreement_text",
-    "ip_address",
-    "user_agent",
-    "form_url",
-    "phone_number",
-)
+from agentmessage.files.exporter import COLUMNS  # the import's own columns
+
 METHODS = ("checkbox", "written", "verbal", "attested")
 # One in every BAD_EVERY rows is broken, in turn, in one of these ways.
 BREAKAGES = (

@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -82,23 +83,29 @@ def _number_json(number: PhoneNumber) -> dict[str, Any]:
     }
 
 
+@asynccontextmanager
+async def _migrated(settings: Settings) -> AsyncIterator[Database]:
+    """The configured database, migrated to head; disposed on exit."""
+    database = Database(create_engine(settings.resolved_database_url, pool_size=2))
+    try:
+        await upgrade_to_head(database.engine)
+        yield database
+    finally:
+        await database.dispose()
+
+
 async def _in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[dict[str, Any] | None]]
 ) -> dict[str, Any] | None:
     """Migrate, then run ``work`` in one transaction: all of it is written, or nothing."""
-    database = Database(create_engine(settings.resolved_database_url, pool_size=1))
-    try:
-        await upgrade_to_head(database.engine)
-        async with database.session(writes=True) as session:
-            try:
-                result = await work(session)
-            except BaseException:
-                await session.rollback()
-                raise
-            await session.commit()
-            return result
-    finally:
-        await database.dispose()
+    async with _migrated(settings) as database, database.session(writes=True) as session:
+        try:
+            result = await work(session)
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+        return result
 
 
 def _run(
@@ -115,11 +122,8 @@ def _run(
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> None:
     async def migrate() -> None:
-        database = Database(create_engine(settings.resolved_database_url, pool_size=1))
-        try:
-            await upgrade_to_head(database.engine)
-        finally:
-            await database.dispose()
+        async with _migrated(settings):
+            pass
 
     asyncio.run(migrate())
     print("database is at the latest migration", file=sys.stderr)
@@ -236,10 +240,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     _run(settings, work)
 
 
-def _database(settings: Settings) -> Database:
-    return Database(create_engine(settings.resolved_database_url, pool_size=2))
-
-
 def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.files.importer import ImportUsageError, import_consents
     from agentmessage.files.progress import file_progress
@@ -250,9 +250,7 @@ def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
     size = path.stat().st_size
 
     async def run() -> dict[str, Any]:
-        database = _database(settings)
-        try:
-            await upgrade_to_head(database.engine)
+        async with _migrated(settings) as database:
             with file_progress(f"importing {path.name}", size) as progress:
                 report = await import_consents(
                     database,
@@ -263,8 +261,6 @@ def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
                     progress=progress,
                 )
             return report.as_json()
-        finally:
-            await database.dispose()
 
     try:
         summary = asyncio.run(run())
@@ -301,16 +297,12 @@ def cmd_consents_export(settings: Settings, args: argparse.Namespace) -> None:
     )
 
     async def run(out: Any) -> int:
-        database = _database(settings)
-        try:
-            await upgrade_to_head(database.engine)
+        async with _migrated(settings) as database:
             async with database.session(writes=False) as session:
                 if await session.get(Organization, args.org) is None:
                     _fail("organization not found")
             rows = export_rows(database, OrgScope(args.org), filters)
             return await write_export(rows, out, args.format)
-        finally:
-            await database.dispose()
 
     if args.output:
         with Path(args.output).open("w", newline="", encoding="utf-8") as out:
@@ -330,13 +322,9 @@ def cmd_deactivations_import(settings: Settings, args: argparse.Namespace) -> No
     size = path.stat().st_size
 
     async def run() -> dict[str, Any]:
-        database = _database(settings)
-        try:
-            await upgrade_to_head(database.engine)
+        async with _migrated(settings) as database:
             with file_progress(f"applying {path.name}", size) as progress:
                 return (await import_feed(database, path, progress)).as_json()
-        finally:
-            await database.dispose()
 
     try:
         summary = asyncio.run(run())
@@ -368,31 +356,32 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.messaging.outbox.dispatcher import Dispatcher
 
     async def work() -> dict[str, Any] | None:
-        database = Database(create_engine(settings.resolved_database_url, pool_size=2))
-        dispatcher = Dispatcher.from_settings(database, settings)
-        try:
-            await upgrade_to_head(database.engine)
-            if args.once:
-                report = await dispatcher.drain()
-                return {
-                    "sent": report.sent,
-                    "retried": report.retried,
-                    "failed": report.failed,
-                    "refused": report.refused,
-                    "abandoned": report.abandoned,
-                }
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, dispatcher.request_stop)
-            print(
-                f"dispatcher sending through {dispatcher.provider.name}; Ctrl-C to stop",
-                file=sys.stderr,
-            )
-            await dispatcher.run()
-            return None
-        finally:
-            await dispatcher.provider.aclose()
-            await database.dispose()
+        async with _migrated(settings) as database:
+            dispatcher = Dispatcher.from_settings(database, settings)
+            try:
+                return await _dispatch(dispatcher)
+            finally:
+                await dispatcher.provider.aclose()
+
+    async def _dispatch(dispatcher: Dispatcher) -> dict[str, Any] | None:
+        if args.once:
+            report = await dispatcher.drain()
+            return {
+                "sent": report.sent,
+                "retried": report.retried,
+                "failed": report.failed,
+                "refused": report.refused,
+                "abandoned": report.abandoned,
+            }
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, dispatcher.request_stop)
+        print(
+            f"dispatcher sending through {dispatcher.provider.name}; Ctrl-C to stop",
+            file=sys.stderr,
+        )
+        await dispatcher.run()
+        return None
 
     result = asyncio.run(work())
     if result is not None:
