@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -50,6 +51,17 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be blank")
+    return value
+
+
+AgreementText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+"""The text the contact agreed to: 1..4000 characters, not blank. One rule for
+captures, hosted forms and double opt-in."""
+
+
 class Evidence(BaseModel):
     """How and when the contact consented, as the caller attests it."""
 
@@ -72,7 +84,7 @@ class Evidence(BaseModel):
 
     captured_at: RFC3339 = Field(description="When consent was given; at most 5 minutes ahead.")
     consent_method: ConsentMethod
-    agreement_text: Annotated[str, Field(min_length=1, max_length=4000)]
+    agreement_text: AgreementText
     ip_address: str | None = Field(default=None, description="IPv4 or IPv6 address.")
     user_agent: Annotated[str, Field(max_length=1024)] | None = None
     form_url: Annotated[str, Field(max_length=2048)] | None = Field(
@@ -109,13 +121,6 @@ class Evidence(BaseModel):
                 "{method} is recorded only by this service's own flow; use {endpoint}",
                 {"method": value, "endpoint": FLOW_ONLY_METHODS[value]},
             )
-        return value
-
-    @field_validator("agreement_text")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise PydanticCustomError("blank", "must not be blank")
         return value
 
     @field_validator("ip_address")

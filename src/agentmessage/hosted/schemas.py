@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Final
+from typing import Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
+from agentmessage.consent.schemas import AgreementText
 from agentmessage.kit.phone import E164
 from agentmessage.kit.timefmt import RFC3339
 
@@ -19,16 +19,6 @@ _SEED_AGREEMENT = (
 )
 # Seed 003's (truncated) example token.
 _SEED_TOKEN = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJvcmciOiIwMTkw…"  # noqa: S105
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank", "must not be blank")
-    return value
-
-
-# The same rule as evidence.agreement_text of a capture.
-AgreementText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
 
 
 class HostedFormRequest(BaseModel):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from agentmessage.hosted.schemas import AgreementText
+from agentmessage.consent.schemas import AgreementText
 from agentmessage.kit.phone import E164
 from agentmessage.kit.timefmt import RFC3339
 
