@@ -21,6 +21,9 @@ from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, RedisStore
 from agentmessage.messaging.endpoints import router as messaging_router
 from agentmessage.messaging.outbox.dispatcher import Dispatcher
 from agentmessage.messaging.webhooks import router as twilio_webhooks_router
+from agentmessage.proof.endpoints import router as proof_router
+from agentmessage.proof.keys import load_or_create
+from agentmessage.proof.service import Checkpointer, origin_prefix
 from agentmessage.settings import Settings
 
 MIB = 1024 * 1024
@@ -49,6 +52,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Sends the outbox. Runs in this process unless AGENTMESSAGE_DISPATCHER=off
     # (then `agentmessage worker` does); tests drive it with run_once().
     dispatcher = Dispatcher.from_settings(database, settings)
+    # Signs checkpoints of the proof log; generated into the data dir when absent.
+    signer = load_or_create(settings.resolved_signing_key_file)
+    checkpointer = Checkpointer(
+        database,
+        signer,
+        origin_prefix(settings.public_base_url),
+        settings.checkpoint_interval_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +70,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         gc.freeze()
         if settings.dispatcher == "inline":
             dispatcher.start()
+            checkpointer.start()
         yield
+        await checkpointer.stop()
         await dispatcher.stop()
         await rate_limiter.close()
         await database.dispose()
@@ -74,11 +87,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.rate_limiter = rate_limiter
     app.state.dispatcher = dispatcher
+    app.state.signer = signer
+    app.state.checkpointer = checkpointer
     app.include_router(health_router)
     app.include_router(hosted_router)
     app.include_router(messaging_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
+    app.include_router(proof_router)
     app.include_router(hosted_pages_router)
     app.include_router(twilio_webhooks_router)
     install_error_handlers(app)

@@ -356,11 +356,24 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.messaging.outbox.dispatcher import Dispatcher
 
     async def work() -> dict[str, Any] | None:
+        from agentmessage.proof.keys import load_or_create
+        from agentmessage.proof.service import Checkpointer, origin_prefix
+
         async with _migrated(settings) as database:
             dispatcher = Dispatcher.from_settings(database, settings)
+            # The worker also signs the proof log's checkpoints while events arrive.
+            checkpointer = Checkpointer(
+                database,
+                load_or_create(settings.resolved_signing_key_file),
+                origin_prefix(settings.public_base_url),
+                settings.checkpoint_interval_seconds,
+            )
+            if not args.once:
+                checkpointer.start()
             try:
                 return await _dispatch(dispatcher)
             finally:
+                await checkpointer.stop()
                 await dispatcher.provider.aclose()
 
     async def _dispatch(dispatcher: Dispatcher) -> dict[str, Any] | None:
@@ -386,6 +399,44 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
     result = asyncio.run(work())
     if result is not None:
         _emit(result)
+
+
+def cmd_proof_verify(args: argparse.Namespace) -> None:
+    """Offline: the standalone verifier, no settings, database or server."""
+    from agentmessage.proof import verify
+
+    argv = [str(args.packet)]
+    if args.public_key:
+        argv += ["--public-key", str(args.public_key)]
+    if args.checkpoint:
+        argv += ["--checkpoint", str(args.checkpoint)]
+    raise SystemExit(verify.main(argv))
+
+
+def cmd_proof_audit(settings: Settings, args: argparse.Namespace) -> None:
+    from agentmessage.files.progress import count_progress
+    from agentmessage.proof.audit import audit
+
+    saved = None
+    if args.checkpoint:
+        try:
+            saved = Path(args.checkpoint).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"{args.checkpoint}: {exc}")
+
+    async def run() -> dict[str, Any]:
+        async with _migrated(settings) as database:
+            async with database.session(writes=False) as session:
+                if await session.get(Organization, args.org) is None:
+                    _fail("organization not found")
+            with count_progress("auditing the log") as progress:
+                report = await audit(database, args.org, saved_checkpoint=saved, progress=progress)
+            return report.as_json()
+
+    report = asyncio.run(run())
+    _emit(report)
+    if not report["ok"]:
+        raise SystemExit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -471,11 +522,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feed.add_argument("file", metavar="FILE.csv")
     feed.set_defaults(handler=cmd_deactivations_import)
+
+    proof = commands.add_parser("proof", help="the tamper-evident consent log").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    verifying = proof.add_parser(
+        "verify", help="verify a proof packet offline (exit 0 only if every check passes)"
+    )
+    verifying.add_argument("packet", type=Path, help="a packet from GET /v1/consent/{id}/proof")
+    verifying.add_argument(
+        "--public-key",
+        type=Path,
+        help="the key you trust: a vkey line from /.well-known/agentmessage/log-keys, or PEM",
+    )
+    verifying.add_argument(
+        "--checkpoint", type=Path, help="a checkpoint saved earlier (GET /v1/proof/checkpoint)"
+    )
+    verifying.set_defaults(handler=cmd_proof_verify, standalone=True)
+    auditing = proof.add_parser(
+        "audit", help="rebuild an organization's log from its events and check every checkpoint"
+    )
+    auditing.add_argument("--org", type=_uuid, required=True, help="the organization's id")
+    auditing.add_argument(
+        "--checkpoint", type=Path, help="a checkpoint saved earlier, also checked"
+    )
+    auditing.set_defaults(handler=cmd_proof_audit)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "standalone", False):
+        args.handler(args)  # needs no settings (the offline verifier)
+        return
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # Proof log. The Ed25519 key that signs checkpoints (PEM); generated there
+    # when absent. Default: ``signing_key.pem`` in the data directory.
+    signing_key_file: Path | None = None
+    # While events arrive, a checkpoint is signed at least this often.
+    checkpoint_interval_seconds: float = Field(default=30.0, gt=0, le=60)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_parse(cls, value: str) -> str:
@@ -83,6 +89,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return async_url(self.database_url)
         return async_url(f"sqlite:///{(self.data_dir / 'agentmessage.db').resolve()}")
+
+    @property
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing_key.pem"
 
     @cached_property
     def signing_secret(self) -> bytes:

@@ -4,7 +4,8 @@ A ``ConsentChange`` says what happened to one contact (opt-in or opt-out, when,
 by which method and channel, with what evidence and by whom). ``record_changes``
 applies a batch of them in order: one locking read of the existing records, one
 INSERT of the new ones, one UPDATE statement (executemany) of the changed ones,
-and one INSERT of all history events, whatever the batch size. Each change is
+one INSERT of all history events and one of their leaves in the organization's
+proof log, whatever the batch size. Each change is
 judged on its own: one rejected change never rejects the rest.
 """
 
@@ -23,6 +24,7 @@ from agentmessage.consent.repository import ConsentRepository, ConsentState, Con
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.ids import new_id
 from agentmessage.kit.timefmt import format_rfc3339
+from agentmessage.proof import log
 
 RejectionCode = Literal["VALIDATION_FAILED", "NOT_FOUND"]
 
@@ -210,22 +212,42 @@ async def record_changes(
     result.accepted.sort(key=lambda a: a.index)
     result.rejected.sort(key=lambda r: r.index)
     by_index = dict(changes)
-    await repo.insert_events(
-        [
-            {
-                "org_id": org,
-                "id": accepted.event_id,
-                "consent_id": accepted.record.id,
-                "type": "opt_in" if by_index[accepted.index].opted_in else "opt_out",
-                "consent_method": by_index[accepted.index].consent_method,
-                "source": by_index[accepted.index].source,
-                "reason": by_index[accepted.index].reason,
-                "evidence": by_index[accepted.index].evidence,
-                "actor": by_index[accepted.index].actor,
-                "occurred_at": by_index[accepted.index].occurred_at,
-                "created_at": now,
-            }
-            for accepted in sorted(result.accepted, key=lambda a: a.event_id)
-        ]
-    )
+    events = []
+    leaves = []
+    for accepted in sorted(result.accepted, key=lambda a: a.event_id):
+        change = by_index[accepted.index]
+        kind = "opt_in" if change.opted_in else "opt_out"
+        event = {
+            "org_id": org,
+            "id": accepted.event_id,
+            "consent_id": accepted.record.id,
+            "type": kind,
+            "consent_method": change.consent_method,
+            "source": change.source,
+            "reason": change.reason,
+            "evidence": change.evidence,
+            "actor": change.actor,
+            "occurred_at": change.occurred_at,
+            "created_at": now,
+        }
+        events.append(event)
+        document = log.event_document(
+            org_id=org,
+            event_id=accepted.event_id,
+            consent_id=accepted.record.id,
+            phone_number_id=accepted.record.phone_number_id,
+            contact_number=accepted.record.contact_number,
+            type=kind,
+            consent_method=change.consent_method,
+            source=change.source,
+            reason=change.reason,
+            evidence=change.evidence,
+            actor=change.actor,
+            occurred_at=change.occurred_at,
+            created_at=now,
+        )
+        leaves.append((accepted.event_id, accepted.record.id, document))
+    await repo.insert_events(events)
+    # Every event is a leaf of the organization's log, in the same transaction.
+    await log.append(session, org, leaves)
     return result

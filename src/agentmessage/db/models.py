@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKeyConstraint,
     Index,
@@ -316,3 +317,59 @@ class Challenge(Base):
     # Set on confirmation: the YES reply and the opt-in event it recorded.
     inbound_message_id: Mapped[uuid.UUID | None]
     consent_event_id: Mapped[uuid.UUID | None]
+
+
+class LogLeaf(Base):
+    """One history event as leaf ``leaf_index`` of its organization's Merkle log.
+
+    ``hashes`` holds the hashes of every complete subtree that ends at this leaf,
+    the leaf's own first (32 bytes each), so that proofs read O(log n) rows and
+    nothing is ever rehashed. Append-only: triggers refuse UPDATE and DELETE.
+    """
+
+    __tablename__ = "log_leaves"
+    __table_args__ = (Index(None, "org_id", "consent_id", "leaf_index"),)
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[uuid.UUID]
+    consent_id: Mapped[uuid.UUID]
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogHead(Base):
+    """The size and frontier (roots of its complete subtrees) of an organization's log.
+
+    Locked by every append, which makes leaf indexes gap-free and in commit order.
+    """
+
+    __tablename__ = "log_heads"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime]
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint (C2SP signed note) of an organization's log. Append-only."""
+
+    __tablename__ = "log_checkpoints"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+
+
+class LogKey(Base):
+    """Every public key that ever signed checkpoints: old ones stay published."""
+
+    __tablename__ = "log_keys"
+
+    key_id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

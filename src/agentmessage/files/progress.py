@@ -62,3 +62,37 @@ def file_progress(label: str, total_bytes: int) -> Iterator[Callable[[int, int],
         )
 
     yield report
+
+
+@contextmanager
+def count_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A callback ``(done, total)`` for work counted in items rather than bytes."""
+    if sys.stderr.isatty():
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        ) as bar:
+            task = bar.add_task(label, total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total or 1)
+
+            yield advance
+        return
+
+    last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PLAIN_EVERY_SECONDS and done < total:
+            return
+        last = now
+        print(f"{label}: {done:,} of {total:,}", file=sys.stderr, flush=True)
+
+    yield report

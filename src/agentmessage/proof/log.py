@@ -1,0 +1,285 @@
+"""Each organization's append-only Merkle log of consent history, and its checkpoints.
+
+``append`` runs inside the one write path (``record_changes``), in the same
+transaction as the events: it locks the organization's head row, so leaf
+indexes are handed out gap-free and in commit order whatever the number of
+concurrent writers (SQLite serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agentmessage.auth.service import OrgScope
+from agentmessage.db.models import ConsentEvent, LogCheckpoint, LogHead, LogKey, LogLeaf
+from agentmessage.db.upsert import insert_or_ignore
+from agentmessage.kit.clock import utcnow
+from agentmessage.kit.timefmt import format_rfc3339
+from agentmessage.proof import merkle
+from agentmessage.proof.keys import Signer
+from agentmessage.proof.verify import EVENT_FORMAT, leaf_hash
+
+
+def event_document(
+    *,
+    org_id: uuid.UUID,
+    event_id: uuid.UUID,
+    consent_id: uuid.UUID,
+    phone_number_id: uuid.UUID,
+    contact_number: str,
+    type: str,
+    consent_method: str | None,
+    source: str,
+    reason: str,
+    evidence: dict[str, Any] | None,
+    actor: dict[str, Any],
+    occurred_at: datetime,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """The event as the log holds it: its leaf is SHA-256(0x00 || RFC 8785 of this)."""
+    return {
+        "format": EVENT_FORMAT,
+        "org_id": str(org_id),
+        "id": str(event_id),
+        "consent_id": str(consent_id),
+        "phone_number_id": str(phone_number_id),
+        "contact_number": contact_number,
+        "type": type,
+        "consent_method": consent_method,
+        "source": source,
+        "reason": reason,
+        "evidence": evidence,
+        "actor": actor,
+        "occurred_at": format_rfc3339(occurred_at),
+        "created_at": format_rfc3339(created_at),
+    }
+
+
+def document_of(
+    event: ConsentEvent, phone_number_id: uuid.UUID, contact_number: str
+) -> dict[str, Any]:
+    return event_document(
+        org_id=event.org_id,
+        event_id=event.id,
+        consent_id=event.consent_id,
+        phone_number_id=phone_number_id,
+        contact_number=contact_number,
+        type=event.type,
+        consent_method=event.consent_method,
+        source=event.source,
+        reason=event.reason,
+        evidence=event.evidence,
+        actor=event.actor,
+        occurred_at=event.occurred_at,
+        created_at=event.created_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    size: int
+    frontier: list[bytes]
+
+    @property
+    def root(self) -> bytes:
+        return merkle.root(self.frontier)
+
+
+async def head(session: AsyncSession, org: OrgScope, *, lock: bool = False) -> Head:
+    statement = select(LogHead.size, LogHead.frontier).where(LogHead.org_id == org)
+    if lock:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).one_or_none()
+    if row is None and lock:
+        await session.execute(
+            insert_or_ignore(session, LogHead).values(
+                org_id=org, size=0, frontier=b"", updated_at=utcnow()
+            )
+        )
+        row = (await session.execute(statement)).one()
+    if row is None:
+        return Head(0, [])
+    return Head(row.size, merkle.split_frontier(row.frontier))
+
+
+async def append(
+    session: AsyncSession,
+    org: OrgScope,
+    entries: Sequence[tuple[uuid.UUID, uuid.UUID, dict[str, Any]]],
+) -> list[int]:
+    """Append (event id, consent id, event document) leaves in order; their indexes."""
+    if not entries:
+        return []
+    current = await head(session, org, lock=True)
+    frontier, size = current.frontier, current.size
+    rows: list[dict[str, Any]] = []
+    first = size
+    for event_id, consent_id, document in entries:
+        hashes = merkle.append(frontier, size, leaf_hash(merkle.canonical_json(document)))
+        rows.append(
+            {
+                "org_id": org,
+                "leaf_index": size,
+                "event_id": event_id,
+                "consent_id": consent_id,
+                "hashes": hashes,
+            }
+        )
+        size += 1
+    await session.execute(insert(cast(Table, LogLeaf.__table__)), rows)
+    await session.execute(
+        update(LogHead)
+        .where(LogHead.org_id == org)
+        .values(size=size, frontier=b"".join(frontier), updated_at=utcnow())
+    )
+    return list(range(first, size))
+
+
+# Checkpoints.
+
+
+def checkpoint_text(origin: str, size: int, root: bytes) -> str:
+    """The body of a C2SP tlog-checkpoint."""
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def origin_of(prefix: str, org: uuid.UUID) -> str:
+    return f"{prefix}/log/{org}"
+
+
+async def publish_key(session: AsyncSession, signer: Signer) -> None:
+    await session.execute(
+        insert_or_ignore(session, LogKey).values(
+            key_id=signer.key_id,
+            name=signer.public.name,
+            public_key=signer.public.raw,
+            created_at=utcnow(),
+        )
+    )
+
+
+async def latest_checkpoint(session: AsyncSession, org: OrgScope) -> LogCheckpoint | None:
+    statement = (
+        select(LogCheckpoint)
+        .where(LogCheckpoint.org_id == org)
+        .order_by(LogCheckpoint.tree_size.desc())
+        .limit(1)
+    )
+    return (await session.scalars(statement)).first()
+
+
+async def checkpoint(
+    session: AsyncSession, org: OrgScope, signer: Signer, origin_prefix: str
+) -> LogCheckpoint:
+    """The latest checkpoint, signed now if the log grew since the last one.
+
+    O(log n): the root comes from the head's frontier. Flushes, never commits.
+    """
+    current = await head(session, org)
+    latest = await latest_checkpoint(session, org)
+    if latest is not None and latest.tree_size >= current.size:
+        return latest
+    root = current.root
+    note = signer.sign_note(checkpoint_text(origin_of(origin_prefix, org), current.size, root))
+    await publish_key(session, signer)
+    # Two requests may sign the same size at once: Ed25519 is deterministic, so
+    # both made the same note and the second insert is a no-op.
+    await session.execute(
+        insert_or_ignore(session, LogCheckpoint).values(
+            org_id=org,
+            tree_size=current.size,
+            root_hash=root,
+            note=note,
+            key_id=signer.key_id,
+            created_at=utcnow(),
+        )
+    )
+    made = await session.get(LogCheckpoint, (org, current.size), populate_existing=True)
+    assert made is not None
+    return made
+
+
+async def orgs_needing_checkpoint(session: AsyncSession) -> list[uuid.UUID]:
+    """Organizations whose log grew past their latest checkpoint."""
+    latest = (
+        select(LogCheckpoint.org_id, func.max(LogCheckpoint.tree_size).label("size"))
+        .group_by(LogCheckpoint.org_id)
+        .subquery()
+    )
+    statement = (
+        select(LogHead.org_id)
+        .outerjoin(latest, latest.c.org_id == LogHead.org_id)
+        .where(LogHead.size > func.coalesce(latest.c.size, -1))
+    )
+    return list((await session.scalars(statement)).all())
+
+
+# Reading nodes for proofs.
+
+
+async def nodes(
+    session: AsyncSession, org: OrgScope, wanted: Iterable[merkle.NodeKey]
+) -> dict[merkle.NodeKey, bytes]:
+    """The stored hashes of aligned subtrees, read in one query."""
+    keys = list(wanted)
+    if not keys:
+        return {}
+    rows_wanted = {merkle.node_row(level, index) for level, index in keys}
+    statement = select(LogLeaf.leaf_index, LogLeaf.hashes).where(
+        LogLeaf.org_id == org, LogLeaf.leaf_index.in_(sorted(rows_wanted))
+    )
+    blobs = {row.leaf_index: row.hashes for row in await session.execute(statement)}
+    found: dict[merkle.NodeKey, bytes] = {}
+    for level, index in keys:
+        blob = blobs.get(merkle.node_row(level, index))
+        if blob is not None and len(blob) >= (level + 1) * 32:
+            found[(level, index)] = blob[level * 32 : (level + 1) * 32]
+    return found
+
+
+class MissingNode(Exception):
+    """A subtree hash the log should hold is not there (a deleted leaf row)."""
+
+
+async def prove(
+    session: AsyncSession,
+    org: OrgScope,
+    size: int,
+    leaves: Sequence[int],
+    since: int | None = None,
+) -> tuple[dict[int, list[bytes]], list[bytes]]:
+    """Inclusion proofs of ``leaves`` in the tree of ``size``, and the consistency
+    proof from ``since`` to ``size`` (empty without ``since``), from one read."""
+
+    def compute(node: merkle.NodeLookup) -> tuple[dict[int, list[bytes]], list[bytes]]:
+        paths = {i: merkle.inclusion_path(i, size, node) for i in leaves}
+        proof = merkle.consistency_proof(since, size, node) if since is not None else []
+        return paths, proof
+
+    stored = await nodes(session, org, merkle.nodes_needed(compute))
+
+    def node(level: int, index: int) -> bytes:
+        try:
+            return stored[(level, index)]
+        except KeyError:
+            raise MissingNode(f"node {level}/{index}") from None
+
+    return compute(node)
+
+
+async def subtree_root(session: AsyncSession, org: OrgScope, size: int) -> bytes:
+    """The root of the tree's first ``size`` leaves (O(log n) stored nodes)."""
+
+    def compute(node: merkle.NodeLookup) -> bytes:
+        return merkle.subtree_root(0, size, node)
+
+    stored = await nodes(session, org, merkle.nodes_needed(compute))
+    return compute(lambda level, index: stored[(level, index)])
