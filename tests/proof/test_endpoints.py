@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from tests.fixtures.builders import Tenant, capture_body
 
 from agentmessage.proof.verify import (
     PACKET_FORMAT,
@@ -18,7 +19,6 @@ from agentmessage.proof.verify import (
     verify_note,
     verify_packet,
 )
-from tests.fixtures.builders import Tenant, capture_body
 
 
 async def capture(client: httpx.AsyncClient, tenant: Tenant, contact: str, **kw: object) -> str:

@@ -328,7 +328,10 @@ class LogLeaf(Base):
     """
 
     __tablename__ = "log_leaves"
-    __table_args__ = (Index(None, "org_id", "consent_id", "leaf_index"),)
+    __table_args__ = (
+        ForeignKeyConstraint(["org_id"], ["organizations.id"]),
+        Index(None, "org_id", "consent_id", "leaf_index"),
+    )
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -344,6 +347,7 @@ class LogHead(Base):
     """
 
     __tablename__ = "log_heads"
+    __table_args__ = (ForeignKeyConstraint(["org_id"], ["organizations.id"]),)
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
@@ -355,6 +359,7 @@ class LogCheckpoint(Base):
     """A signed checkpoint (C2SP signed note) of an organization's log. Append-only."""
 
     __tablename__ = "log_checkpoints"
+    __table_args__ = (ForeignKeyConstraint(["org_id"], ["organizations.id"]),)
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -279,7 +279,7 @@ def verify_packet(
             )
         )
     else:
-        checks.append(Check("key", True, f"{key.name} ({key.key_id}) pinned with --public-key"))
+        checks.append(Check("key", True, f"{key.name} ({key.key_id}) pinned by the verifier"))
 
     # The checkpoint and its signature.
     try:
