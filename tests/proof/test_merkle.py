@@ -81,7 +81,7 @@ def test_every_consistency_proof_verifies_and_a_rewrite_does_not() -> None:
 
 
 def test_placeholder_pass_names_exactly_the_rows_a_proof_reads() -> None:
-    wanted = merkle.nodes_needed(lambda node: merkle.inclusion_path(37, 64, node))
+    wanted = merkle.nodes_needed(lambda prover: prover.inclusion_path(37, 64))
     assert len(wanted) == 6  # one sibling per level of a 64-leaf tree
 
 

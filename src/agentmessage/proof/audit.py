@@ -72,7 +72,6 @@ async def audit(
                 )
             ).all()
         )
-        session.expunge_all()
         for checkpoint in checkpoints:
             _check_signature(report, checkpoint.note, checkpoint.tree_size, keys, org_id)
         due: dict[int, LogCheckpoint | _Saved] = {c.tree_size: c for c in checkpoints}
@@ -85,7 +84,17 @@ async def audit(
                 LogLeaf.leaf_index,
                 LogLeaf.event_id,
                 LogLeaf.hashes,
-                ConsentEvent,
+                ConsentEvent.org_id,
+                ConsentEvent.id,
+                ConsentEvent.consent_id,
+                ConsentEvent.type,
+                ConsentEvent.consent_method,
+                ConsentEvent.source,
+                ConsentEvent.reason,
+                ConsentEvent.evidence,
+                ConsentEvent.actor,
+                ConsentEvent.occurred_at,
+                ConsentEvent.created_at,
                 ConsentRecord.phone_number_id,
                 ConsentRecord.contact_number,
             )
@@ -113,10 +122,24 @@ async def audit(
             if index != size:
                 report.fail(f"leaf {size}: missing (the next leaf stored is {index})", leaf=size)
                 break
-            if row.ConsentEvent is None:
+            if row.id is None:
                 report.fail(f"leaf {index}: its event {row.event_id} is missing", leaf=index)
                 break
-            document = log.document_of(row.ConsentEvent, row.phone_number_id, row.contact_number)
+            document = log.event_document(
+                org_id=row.org_id,
+                event_id=row.id,
+                consent_id=row.consent_id,
+                phone_number_id=row.phone_number_id,
+                contact_number=row.contact_number,
+                type=row.type,
+                consent_method=row.consent_method,
+                source=row.source,
+                reason=row.reason,
+                evidence=row.evidence,
+                actor=row.actor,
+                occurred_at=row.occurred_at,
+                created_at=row.created_at,
+            )
             hashes = merkle.append(
                 frontier, size, merkle.leaf_hash(merkle.canonical_json(document))
             )
@@ -136,7 +159,6 @@ async def audit(
                     break
             if progress is not None and size % 2000 == 0:
                 progress(size, current.size)
-            session.expunge_all()
         report.leaves = size
         report.checkpoints = len(checkpoints)
         if report.ok:

@@ -39,17 +39,21 @@ def canonical_json(document: Any) -> bytes:
 
 
 def _plain(value: Any) -> bool:
-    if isinstance(value, str) or value is None or isinstance(value, bool):
+    # Exact type checks, strings first: this runs for every event written.
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
         return True
-    if isinstance(value, int):
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                return False
+            if type(item) is not str and item is not None and not _plain(item):
+                return False
+        return True
+    if kind is int:
         return -_MAX_SAFE < value < _MAX_SAFE
-    if isinstance(value, dict):
-        return all(
-            isinstance(k, str) and (k.isascii() or max(k) <= "\uffff") and _plain(v)
-            for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
+    if kind is list:
+        return all(_plain(item) for item in value)
     return False
 
 
@@ -94,69 +98,98 @@ def _largest_power_below(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class Prover:
+    """RFC 9162 proofs over stored aligned-subtree hashes.
+
+    Subtree roots are memoised: the proofs of many leaves of one tree share
+    their upper right-edge subtrees, which are then hashed once. With
+    ``combine`` left out of the hashing (``collect``), it only records which
+    stored nodes a computation reads, so they can be fetched in one query.
+    """
+
+    def __init__(self, node: NodeLookup, combine: Callable[[bytes, bytes], bytes] = node_hash):
+        self.node = node
+        self.combine = combine
+        self._memo: dict[tuple[int, int], bytes] = {}
+
+    def subtree_root(self, lo: int, hi: int) -> bytes:
+        """MTH(D[lo:hi]) for a range the RFC's recursion produces (``lo`` aligned)."""
+        width = hi - lo
+        if width == 0:
+            return EMPTY_ROOT
+        if width & (width - 1) == 0:
+            level = width.bit_length() - 1
+            return self.node(level, lo >> level)
+        found = self._memo.get((lo, hi))
+        if found is None:
+            k = _largest_power_below(width)
+            found = self.combine(self.subtree_root(lo, lo + k), self.subtree_root(lo + k, hi))
+            self._memo[(lo, hi)] = found
+        return found
+
+    def inclusion_path(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[0:size]) of RFC 9162 2.1.3.1."""
+        path: list[bytes] = []
+        lo, hi, m = 0, size, index
+        while hi - lo > 1:
+            k = _largest_power_below(hi - lo)
+            if m < k:
+                path.append(self.subtree_root(lo + k, hi))
+                hi = lo + k
+            else:
+                path.append(self.subtree_root(lo, lo + k))
+                lo, m = lo + k, m - k
+        path.reverse()
+        return path
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """PROOF(first, D[0:second]) of RFC 9162 2.1.4.1 (empty when first is 0 or second)."""
+        if first <= 0 or first >= second:
+            return []
+        proof: list[bytes] = []
+        lo, hi, m, complete = 0, second, first, True
+        while m != hi - lo:
+            k = _largest_power_below(hi - lo)
+            if m <= k:
+                proof.append(self.subtree_root(lo + k, hi))
+                hi = lo + k
+            else:
+                proof.append(self.subtree_root(lo, lo + k))
+                lo, m, complete = lo + k, m - k, False
+        if not complete:
+            proof.append(self.subtree_root(lo, hi))
+        proof.reverse()
+        return proof
+
+
 def subtree_root(lo: int, hi: int, node: NodeLookup) -> bytes:
-    """MTH(D[lo:hi]) for a range the RFC's recursion produces (``lo`` aligned)."""
-    width = hi - lo
-    if width == 0:
-        return EMPTY_ROOT
-    if width & (width - 1) == 0:
-        level = width.bit_length() - 1
-        return node(level, lo >> level)
-    k = _largest_power_below(width)
-    return node_hash(subtree_root(lo, lo + k, node), subtree_root(lo + k, hi, node))
+    return Prover(node).subtree_root(lo, hi)
 
 
 def inclusion_path(index: int, size: int, node: NodeLookup) -> list[bytes]:
-    """PATH(index, D[0:size]) of RFC 9162 2.1.3.1."""
-    path: list[bytes] = []
-    lo, hi, m = 0, size, index
-    while hi - lo > 1:
-        k = _largest_power_below(hi - lo)
-        if m < k:
-            path.append(subtree_root(lo + k, hi, node))
-            hi = lo + k
-        else:
-            path.append(subtree_root(lo, lo + k, node))
-            lo, m = lo + k, m - k
-    path.reverse()
-    return path
+    return Prover(node).inclusion_path(index, size)
 
 
 def consistency_proof(first: int, second: int, node: NodeLookup) -> list[bytes]:
-    """PROOF(first, D[0:second]) of RFC 9162 2.1.4.1 (empty when first is 0 or second)."""
-    if first <= 0 or first >= second:
-        return []
-    proof: list[bytes] = []
-    lo, hi, m, complete = 0, second, first, True
-    while m != hi - lo:
-        k = _largest_power_below(hi - lo)
-        if m <= k:
-            proof.append(subtree_root(lo + k, hi, node))
-            hi = lo + k
-        else:
-            proof.append(subtree_root(lo, lo + k, node))
-            lo, m, complete = lo + k, m - k, False
-    if not complete:
-        proof.append(subtree_root(lo, hi, node))
-    proof.reverse()
-    return proof
+    return Prover(node).consistency_proof(first, second)
 
 
-def nodes_needed(compute: Callable[[NodeLookup], object]) -> set[NodeKey]:
-    """The aligned nodes ``compute`` reads, found by running it on placeholders, so
-    that they can be fetched in one query before running it for real."""
+def nodes_needed(compute: Callable[[Prover], object]) -> set[NodeKey]:
+    """The stored nodes ``compute`` reads, found without hashing anything, so that
+    they can be fetched in one query before running it for real."""
     wanted: set[NodeKey] = set()
 
     def record(level: int, index: int) -> bytes:
         wanted.add((level, index))
         return EMPTY_ROOT
 
-    compute(record)
+    compute(Prover(record, combine=lambda left, _right: left))
     return wanted
 
 
 __all__ = [
     "EMPTY_ROOT",
+    "Prover",
     "append",
     "canonical_json",
     "consistency_proof",
