@@ -214,6 +214,7 @@ async def record_changes(
     by_index = dict(changes)
     events = []
     leaves = []
+    created_at = format_rfc3339(now)
     for accepted in sorted(result.accepted, key=lambda a: a.event_id):
         change = by_index[accepted.index]
         kind = "opt_in" if change.opted_in else "opt_out"
@@ -244,7 +245,7 @@ async def record_changes(
             evidence=change.evidence,
             actor=change.actor,
             occurred_at=change.occurred_at,
-            created_at=now,
+            created_at=created_at,
         )
         leaves.append((accepted.event_id, accepted.record.id, document))
     await repo.insert_events(events)

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     func,
-    insert,
     literal,
     select,
     tuple_,
@@ -22,8 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
+from agentmessage.db.bulk import append_rows, insert_returning_new
 from agentmessage.db.models import ConsentEvent, ConsentRecord, PhoneNumber
-from agentmessage.db.upsert import insert_or_ignore
 
 T = TypeVar("T")
 
@@ -172,13 +171,9 @@ class ConsentRepository:
         """Insert new records unless their contact exists; the ids actually inserted."""
         if not states:
             return set()
-        # executemany: SQLAlchemy batches it into multi-row INSERTs itself, and
-        # compiles the statement once (a VALUES list of 1000 rows would be
-        # compiled anew on every call).
         table = cast(Table, ConsentRecord.__table__)
-        statement = insert_or_ignore(self.session, table).returning(table.c.id)
-        result = await self.session.execute(statement, [state.row() for state in states])
-        return set(result.scalars())
+        rows = [state.row() for state in states]
+        return set(await insert_returning_new(self.session, table, rows, "id"))
 
     async def update_states(self, org: OrgScope, states: Sequence[ConsentState]) -> None:
         """Write the new state of existing records: one executemany statement."""
@@ -199,9 +194,8 @@ class ConsentRepository:
         )
 
     async def insert_events(self, events: Sequence[dict[str, Any]]) -> None:
-        if events:
-            # Core, not the ORM's bulk path: one compiled executemany.
-            await self.session.execute(insert(cast(Table, ConsentEvent.__table__)), list(events))
+        # COPY on PostgreSQL, one compiled executemany on SQLite.
+        await append_rows(self.session, cast(Table, ConsentEvent.__table__), events)
 
     async def events(self, org: OrgScope, consent_id: uuid.UUID) -> Sequence[ConsentEvent]:
         statement = (

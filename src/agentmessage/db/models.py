@@ -328,10 +328,8 @@ class LogLeaf(Base):
     """
 
     __tablename__ = "log_leaves"
-    __table_args__ = (
-        ForeignKeyConstraint(["org_id"], ["organizations.id"]),
-        Index(None, "org_id", "consent_id", "leaf_index"),
-    )
+    # No foreign key to organizations: see migration 0007.
+    __table_args__ = (Index(None, "org_id", "consent_id", "leaf_index"),)
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     leaf_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

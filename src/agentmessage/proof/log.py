@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, any_, bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
+from agentmessage.db.bulk import append_rows
 from agentmessage.db.models import ConsentEvent, LogCheckpoint, LogHead, LogKey, LogLeaf
 from agentmessage.db.upsert import insert_or_ignore
 from agentmessage.kit.clock import utcnow
@@ -43,9 +44,12 @@ def event_document(
     evidence: dict[str, Any] | None,
     actor: dict[str, Any],
     occurred_at: datetime,
-    created_at: datetime,
+    created_at: datetime | str,
 ) -> dict[str, Any]:
-    """The event as the log holds it: its leaf is SHA-256(0x00 || RFC 8785 of this)."""
+    """The event as the log holds it: its leaf is SHA-256(0x00 || RFC 8785 of this).
+
+    ``created_at`` may come formatted: a batch's events share it.
+    """
     return {
         "format": EVENT_FORMAT,
         "org_id": str(org_id),
@@ -60,7 +64,7 @@ def event_document(
         "evidence": evidence,
         "actor": actor,
         "occurred_at": format_rfc3339(occurred_at),
-        "created_at": format_rfc3339(created_at),
+        "created_at": created_at if isinstance(created_at, str) else format_rfc3339(created_at),
     }
 
 
@@ -135,7 +139,7 @@ async def append(
             }
         )
         size += 1
-    await session.execute(insert(cast(Table, LogLeaf.__table__)), rows)
+    await append_rows(session, cast(Table, LogLeaf.__table__), rows)
     await session.execute(
         update(LogHead)
         .where(LogHead.org_id == org)

@@ -51,7 +51,7 @@ def _plain(value: Any) -> bool:
                 return False
         return True
     if kind is int:
-        return -_MAX_SAFE < value < _MAX_SAFE
+        return bool(-_MAX_SAFE < value < _MAX_SAFE)
     if kind is list:
         return all(_plain(item) for item in value)
     return False
