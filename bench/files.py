@@ -5,9 +5,9 @@ rows/s, and a deactivation feed.
     .venv/bin/python bench/files.py [--rows 1000000]
 
 The import runs as a user runs it (the CLI in a subprocess, plain progress lines);
-COPY is the physical floor: rows prepared in memory beforehand, then
-`COPY consent_records` and `COPY consent_events` in one transaction, no
-validation, no checkpoints, no upsert logic.
+COPY is the physical floor: rows (and their proof-log leaves) prepared in memory
+beforehand, then `COPY consent_records`, `consent_events` and `log_leaves` in one
+transaction, no validation, no checkpoints, no upsert logic.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agentmessage.auth.service import OrgScope
+from agentmessage.db.engine import Database
+from agentmessage.files.exporter import COLUMNS
 from agentmessage.kit.ids import new_id
+from agentmessage.proof import log, merkle
 from bench.common import create_tenant, format_table, migrated_engine, scratch_database
 from bench.make_consents_csv import BAD_EVERY, write_csv
 from bench.make_consents_csv import rows as sample_rows
@@ -73,14 +77,20 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def copy_rows(count: int, org_id: uuid.UUID, phone_id: uuid.UUID) -> tuple[list[Any], list[Any]]:
-    """The records and events the import would write, for contacts it does not touch."""
+def copy_rows(
+    count: int, org_id: uuid.UUID, phone_id: uuid.UUID, size: int, frontier: list[bytes]
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """The records, events and log leaves the import would write, for contacts it does
+    not touch; the leaves continue the log from ``size`` (``frontier`` is updated)."""
     now = datetime.now(UTC)
-    records, events = [], []
+    records, events, leaves = [], [], []
     for i, values in enumerate(sample_rows(count, SENDER, seed=11, first_contact=5_000_000)):
         if i % BAD_EVERY == BAD_EVERY - 1:
             continue  # the rows the import rejects
-        contact, opted_in, captured_at, method, agreement, ip, agent, url, _ = values
+        row = dict(zip(COLUMNS, values, strict=True))
+        contact, opted_in, captured_at = row["contact_number"], row["opted_in"], row["captured_at"]
+        method, agreement = row["consent_method"], row["agreement_text"]
+        ip, agent, url = row["ip_address"], row["user_agent"], row["form_url"]
         at = (
             datetime.fromisoformat(captured_at.replace("Z", "+00:00"))
             if "T" in captured_at
@@ -96,14 +106,33 @@ def copy_rows(count: int, org_id: uuid.UUID, phone_id: uuid.UUID) -> tuple[list[
             "captured_at": captured_at, "consent_method": method, "agreement_text": agreement,
             "ip_address": ip, "user_agent": agent, "form_url": url,
         }  # fmt: skip
+        event_id, kind, actor = (
+            new_id(),
+            "opt_in" if opted_in == "true" else "opt_out",
+            {"type": "bench"},
+        )
         events.append(
-            (org_id, new_id(), record_id, "opt_in" if opted_in == "true" else "opt_out", method,
-             "api", "import:csv", json.dumps(evidence), json.dumps({"type": "bench"}), at, now)
+            (org_id, event_id, record_id, kind, method,
+             "api", "import:csv", json.dumps(evidence), json.dumps(actor), at, now)
         )  # fmt: skip
-    return records, events
+        document = log.event_document(
+            org_id=org_id, event_id=event_id, consent_id=record_id, phone_number_id=phone_id,
+            contact_number=contact, type=kind, consent_method=method, source="api",
+            reason="import:csv", evidence=evidence, actor=actor, occurred_at=at, created_at=now,
+        )  # fmt: skip
+        hashes = merkle.append(frontier, size, merkle.leaf_hash(merkle.canonical_json(document)))
+        leaves.append((org_id, size, event_id, record_id, hashes))
+        size += 1
+    return records, events, leaves
 
 
-async def raw_copy(url: str, records: list[Any], events: list[Any]) -> float:
+async def raw_copy(
+    url: str,
+    records: list[Any],
+    events: list[Any],
+    leaves: list[Any],
+    head: tuple[uuid.UUID, int, bytes],
+) -> float:
     import asyncpg
 
     connection = await asyncpg.connect(url)
@@ -123,6 +152,16 @@ async def raw_copy(url: str, records: list[Any], events: list[Any]) -> float:
                 columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
                          "reason", "evidence", "actor", "occurred_at", "created_at"],
             )  # fmt: skip
+            await connection.copy_records_to_table(
+                "log_leaves",
+                records=leaves,
+                columns=["org_id", "leaf_index", "event_id", "consent_id", "hashes"],
+            )
+            org_id, size, frontier = head
+            await connection.execute(
+                "UPDATE log_heads SET size = $1, frontier = $2 WHERE org_id = $3",
+                size, frontier, org_id,
+            )  # fmt: skip
         return time.perf_counter() - started
     finally:
         await connection.close()
@@ -140,9 +179,15 @@ async def bench(rows: int, workdir: Path) -> list[list[str]]:
         summary = json.loads(out)
         assert summary["accepted"] == rows - bad and summary["rejected"] == bad, summary
 
-        records, events = copy_rows(rows, tenant.org_id, tenant.phone_number_id)
-        copy_s = await raw_copy(url, records, events)
-        del records, events
+        async with migrated_engine(url) as engine, Database(engine).session(writes=False) as s:
+            before = await log.head(s, OrgScope(tenant.org_id))
+        frontier = list(before.frontier)
+        records, events, leaves = copy_rows(
+            rows, tenant.org_id, tenant.phone_number_id, before.size, frontier
+        )
+        head = (tenant.org_id, before.size + len(leaves), b"".join(frontier))
+        copy_s = await raw_copy(url, records, events, leaves, head)
+        del records, events, leaves
 
         export_s, export_rss, _ = run_cli(
             ["consents", "export", "--org", str(tenant.org_id), "-o", str(workdir / "out.csv")],
