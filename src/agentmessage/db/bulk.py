@@ -8,7 +8,8 @@ would otherwise build and bind every row's parameters in Python.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -33,11 +34,22 @@ async def append_rows(
     if dialect.name != "postgresql":
         await _sqlite_executemany(session, table, columns, rows)
         return
-    as_json = {name for name in columns if isinstance(table.c[name].type, JSON)}
-    records = [
-        tuple(_json(row[name]) if name in as_json else row[name] for name in columns)
-        for row in rows
-    ]
+    # Tuples built in C (itemgetter), then only the JSON columns touched again.
+    getter: Callable[[Mapping[str, Any]], Any] = (
+        itemgetter(*columns)
+        if len(columns) > 1
+        else lambda row: (row[columns[0]],)  # itemgetter of one name: not a tuple
+    )
+    json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+    if json_at:
+        records: list[Any] = []
+        for row in rows:
+            values = list(getter(row))
+            for i in json_at:
+                values[i] = _json(values[i])
+            records.append(values)
+    else:
+        records = [getter(row) for row in rows]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]

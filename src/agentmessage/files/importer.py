@@ -9,6 +9,8 @@ file is appended before each commit and trimmed back to the checkpoint on resume
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -142,18 +144,44 @@ async def import_consents(
         # A dry run is one transaction rolled back at the end, so that later rows
         # see what earlier ones would have done; a real run commits every batch.
         dry_session = database.session(writes=True) if dry_run else None
+        # Validation of the next batches runs while the database writes this one:
+        # the checks are CPU in this process, the writes wait on the server.
+        queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=2)
+
+        async def validate() -> None:
+            try:
+                for batch in _batches(rows, BATCH_ROWS):
+                    rejected = _Rejected()
+                    changes: list[tuple[int, ConsentChange]] = []
+                    todo = [row for row in batch if row.line > resume_after]
+                    for row in todo:
+                        change = _change(
+                            row, numbers, phone_number_id, attested, path.name, rejected
+                        )
+                        if change is not None:
+                            changes.append((row.line, change))
+                    prepared = _Prepared(
+                        batch, changes, rejected, raw.tell(), len(batch) - len(todo)
+                    )
+                    await queue.put(prepared)
+                    await asyncio.sleep(0)  # let the writer take it while the next is checked
+            except BaseException as exc:  # handed to the writer, which raises it
+                await queue.put(exc)
+                return
+            await queue.put(None)
+
+        validator = asyncio.create_task(validate())
         try:
-            for batch in _batches(rows, BATCH_ROWS):
-                todo = [row for row in batch if row.line > resume_after]
-                report.skipped += len(batch) - len(todo)
+            while (prepared := await queue.get()) is not None:
+                if isinstance(prepared, BaseException):
+                    raise prepared
+                batch = prepared.batch
+                report.skipped += prepared.skipped
                 report.rows += len(batch)
-                changes: list[tuple[int, ConsentChange]] = []
-                for row in todo:
-                    change = _change(row, numbers, phone_number_id, attested, path.name, rejects)
-                    if change is not None:
-                        changes.append((row.line, change))
+                for line, details in prepared.rejected.items:
+                    rejects.add(line, details)
                 session = dry_session or database.session(writes=True)
-                result = await record_changes(session, org_scope, changes)
+                result = await record_changes(session, org_scope, prepared.changes)
                 for rejection in result.rejected:
                     rejects.add(rejection.index, rejection.details)
                 report.accepted += len(result.accepted)
@@ -171,8 +199,11 @@ async def import_consents(
                         )
                         await session.commit()
                 if progress is not None:
-                    progress(raw.tell(), report.rows)
+                    progress(prepared.bytes_read, report.rows)
         finally:
+            validator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await validator
             if dry_session is not None:
                 await dry_session.rollback()
                 await dry_session.close()
@@ -229,6 +260,25 @@ async def _checkpoint(
     await session.flush()
 
 
+class _Rejected:
+    """A batch's validation rejections, written by the writer in line order."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, dict[str, str]]] = []
+
+    def add(self, line: int, details: dict[str, str]) -> None:
+        self.items.append((line, details))
+
+
+@dataclass(slots=True)
+class _Prepared:
+    batch: list[Row]
+    changes: list[tuple[int, ConsentChange]]
+    rejected: _Rejected
+    bytes_read: int
+    skipped: int
+
+
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
     batch: list[Row] = []
     for row in rows:
@@ -246,7 +296,7 @@ def _change(
     default_number: uuid.UUID | None,
     attested: bool,
     file_name: str,
-    rejects: RejectsFile,
+    rejects: _Rejected,
 ) -> ConsentChange | None:
     """The row as a capture, validated by the API's own validator; None if rejected."""
     values = row.values
