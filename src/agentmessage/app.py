@@ -12,6 +12,7 @@ from agentmessage import __version__
 from agentmessage.consent.endpoints import router as consent_router
 from agentmessage.db.engine import Database, create_engine
 from agentmessage.deactivations.endpoints import router as deactivations_router
+from agentmessage.decisions.endpoints import router as decisions_router
 from agentmessage.health import router as health_router
 from agentmessage.hosted.endpoints import router as hosted_router
 from agentmessage.hosted.pages import router as hosted_pages_router
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(health_router)
     app.include_router(hosted_router)
     app.include_router(messaging_router)
+    # Before the consent router: /v1/consent/check and /decisions/... are not ids.
+    app.include_router(decisions_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
     app.include_router(proof_router)

@@ -376,3 +376,26 @@ class LogKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
+
+
+class ConsentDecision(Base):
+    """One ``POST /v1/consent/check``: what was asked and what was answered, for
+    every contact, stored in the request that answered. Append-only."""
+
+    __tablename__ = "consent_decisions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
+        ),
+        Index(None, "org_id", "created_at"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    phone_number_id: Mapped[uuid.UUID]
+    # The moment the answers are "as of" (None: the moment of the request).
+    at: Mapped[datetime | None]
+    contacts: Mapped[int] = mapped_column(Integer)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
+    actor: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    created_at: Mapped[datetime]
