@@ -21,6 +21,7 @@ from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddl
 from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, RedisStore
 from agentmessage.messaging.endpoints import router as messaging_router
 from agentmessage.messaging.outbox.dispatcher import Dispatcher
+from agentmessage.messaging.review_endpoints import router as reviews_router
 from agentmessage.messaging.webhooks import router as twilio_webhooks_router
 from agentmessage.proof.endpoints import router as proof_router
 from agentmessage.proof.keys import load_or_create
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(messaging_router)
     # Before the consent router: /v1/consent/check and /decisions/... are not ids.
     app.include_router(decisions_router)
+    app.include_router(reviews_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
     app.include_router(proof_router)

@@ -399,3 +399,46 @@ class ConsentDecision(Base):
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSONDocument)
     actor: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     created_at: Mapped[datetime]
+
+
+class ConsentReview(Base):
+    """An inbound reply holding an opt-out word that no rule could read: a person
+    decides (possible_revocation). Append-only; the decision is its own row."""
+
+    __tablename__ = "consent_reviews"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
+        ),
+        Index(None, "org_id", "created_at"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    phone_number_id: Mapped[uuid.UUID]
+    contact_number: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[uuid.UUID]
+    body: Mapped[str] = mapped_column(Text)
+    # The review word that flagged it (review:cancel).
+    rule: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+
+
+class ConsentReviewDecision(Base):
+    """A person's decision on a review: revoke (an opt-out event) or dismiss.
+    One per review; append-only."""
+
+    __tablename__ = "consent_review_decisions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "review_id"], ["consent_reviews.org_id", "consent_reviews.id"]
+        ),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    review_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    consent_event_id: Mapped[uuid.UUID | None]
+    decided_at: Mapped[datetime]

@@ -192,5 +192,6 @@ async def sandbox_inbound(
         action=outcome.action,
         keyword=outcome.keyword,
         consent_id=outcome.consent_id,
+        rule=outcome.rule,
         replies=[message_out(m) for m in outcome.replies],
     )

@@ -32,6 +32,8 @@ from agentmessage.messaging.repository import (
     MessageRepository,
     ProviderLookups,
 )
+from agentmessage.messaging.reviews import flag_for_review
+from agentmessage.messaging.revocation import classify
 from agentmessage.messaging.schemas import InboundAction
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ class InboundOutcome:
     keyword: str | None = None
     consent_id: uuid.UUID | None = None
     replies: list[Message] = field(default_factory=list)
+    # The revocation rule that read a reply in the contact's own words.
+    rule: str | None = None
 
 
 async def receive_from_provider(session: AsyncSession, sms: InboundSms) -> InboundOutcome | None:
@@ -111,6 +115,17 @@ async def receive(
         return InboundOutcome(known, "duplicate")
     keyword = keyword_of(sms.body)
     if keyword is None:
+        # Not a keyword: maybe "stop texting me" in the contact's own words.
+        verdict = classify(sms.body)
+        if verdict.kind == "revoke" and verdict.rule is not None:
+            outcome = await _opt_out_or_in(
+                session, org, sender, message, opted_in=False, reason=verdict.rule
+            )
+            outcome.rule = verdict.rule
+            return outcome
+        if verdict.kind == "review" and verdict.rule is not None:
+            await flag_for_review(session, org, sender, message, verdict.rule)
+            return InboundOutcome(message, "possible_revocation", rule=verdict.rule)
         return InboundOutcome(message, "stored")
     handler = _HANDLERS[keyword.kind]
     outcome = await handler(session, org, sender, message, keyword)
@@ -132,17 +147,38 @@ def _opt_in_confirmation(program: str) -> str:
     )
 
 
-async def _opt_out_or_in(
+async def _keyword_opt_out_or_in(
     session: AsyncSession,
     org: OrgScope,
     sender: PhoneNumber,
     reply: Message,
     keyword: Keyword,
 ) -> InboundOutcome:
-    """STOP and its kin opt out of this number (cancelling open challenges),
-    START/UNSTOP opt back in (the contact's own written request): the record is
-    created if none, and one confirmation is queued. Already so: nothing more."""
-    opted_in = keyword.kind is KeywordKind.OPT_IN
+    return await _opt_out_or_in(
+        session,
+        org,
+        sender,
+        reply,
+        opted_in=keyword.kind is KeywordKind.OPT_IN,
+        reason=f"keyword:{keyword.word}",
+        keyword=keyword.word,
+    )
+
+
+async def _opt_out_or_in(
+    session: AsyncSession,
+    org: OrgScope,
+    sender: PhoneNumber,
+    reply: Message,
+    *,
+    opted_in: bool,
+    reason: str,
+    keyword: str | None = None,
+) -> InboundOutcome:
+    """STOP and its kin (or a revocation in the contact's own words) opt out of
+    this number (cancelling open challenges), START/UNSTOP opt back in (the
+    contact's own written request): the record is created if none, and one
+    confirmation is queued. Already so: nothing more."""
     key = ContactKey(sender.id, reply.from_number)
     state = (await ConsentRepository(session).lock_states(org, [key])).get(key)
     if state is not None and state.opted_in == opted_in:
@@ -155,11 +191,11 @@ async def _opt_out_or_in(
         occurred_at=reply.created_at,
         consent_method="sms_keyword",
         source="sms",
-        reason=f"keyword:{keyword.word}",
+        reason=reason,
         evidence={
             "consent_method": "sms_keyword",
             "captured_at": format_rfc3339(reply.created_at),
-            "keyword": keyword.word,
+            **({"keyword": keyword} if keyword else {"rule": reason}),
             "inbound_message_id": str(reply.id),
             "reply_text": reply.body,
             "replied_at": format_rfc3339(reply.created_at),
@@ -208,8 +244,8 @@ async def _confirm(
 
 
 _HANDLERS: Final = {
-    KeywordKind.OPT_OUT: _opt_out_or_in,
-    KeywordKind.OPT_IN: _opt_out_or_in,
+    KeywordKind.OPT_OUT: _keyword_opt_out_or_in,
+    KeywordKind.OPT_IN: _keyword_opt_out_or_in,
     KeywordKind.HELP: _help,
     KeywordKind.CONFIRM: _confirm,
 }

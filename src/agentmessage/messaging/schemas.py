@@ -173,6 +173,7 @@ InboundAction = Literal[
     "opted_in",
     "already_opted_in",
     "help",
+    "possible_revocation",
 ]
 
 
@@ -184,5 +185,10 @@ class SandboxInboundResult(BaseModel):
     )
     consent_id: uuid.UUID | None = Field(
         description="The consent record the reply changed, else null."
+    )
+    rule: str | None = Field(
+        default=None,
+        description="For a reply in the contact's own words: the revocation rule that "
+        "read it (phrase:...) or the word that queued it for review (review:...).",
     )
     replies: list[MessageOut] = Field(description="SMS queued in answer (confirmation, help).")
