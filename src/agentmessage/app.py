@@ -26,6 +26,7 @@ from agentmessage.messaging.webhooks import router as twilio_webhooks_router
 from agentmessage.proof.endpoints import router as proof_router
 from agentmessage.proof.keys import load_or_create
 from agentmessage.proof.service import Checkpointer, origin_prefix
+from agentmessage.revocations.endpoints import router as revocations_router
 from agentmessage.settings import Settings
 
 MIB = 1024 * 1024
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     # Before the consent router: /v1/consent/check and /decisions/... are not ids.
     app.include_router(decisions_router)
     app.include_router(reviews_router)
+    app.include_router(revocations_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
     app.include_router(proof_router)
