@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from agentmessage import __version__
+from agentmessage.compliance.endpoints import router as compliance_router
 from agentmessage.consent.endpoints import router as consent_router
 from agentmessage.db.engine import Database, create_engine
 from agentmessage.deactivations.endpoints import router as deactivations_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(decisions_router)
     app.include_router(reviews_router)
     app.include_router(revocations_router)
+    app.include_router(compliance_router)
     app.include_router(consent_router)
     app.include_router(deactivations_router)
     app.include_router(proof_router)

@@ -245,6 +245,9 @@ class Message(Base):
     # Queued: when the dispatcher may (re)try it. Sending: the claim's lease.
     next_attempt_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
+    # Not sent at all after this moment (status skipped_late): an opt-out
+    # confirmation goes within 5 minutes of the opt-out or never.
+    send_by: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -35,6 +35,7 @@ from agentmessage.messaging.repository import (
 from agentmessage.messaging.reviews import flag_for_review
 from agentmessage.messaging.revocation import classify
 from agentmessage.messaging.schemas import InboundAction
+from agentmessage.revocations.clock import CONFIRMATION_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,8 @@ async def _opt_out_or_in(
         reply.from_number,
         _opt_in_confirmation(program) if opted_in else _opt_out_confirmation(program),
         "opt_in_confirmation" if opted_in else "opt_out_confirmation",
+        # At most one confirmation after an opt-out, within 5 minutes or never.
+        send_by=None if opted_in else reply.created_at + CONFIRMATION_WINDOW,
     )
     return InboundOutcome(
         reply,

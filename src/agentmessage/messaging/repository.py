@@ -224,6 +224,7 @@ class ClaimedMessage:
     to_number: str
     body: str
     attempt: int
+    send_by: datetime | None = None
 
 
 class OutboxRepository:
@@ -271,6 +272,7 @@ class OutboxRepository:
                 Message.to_number,
                 Message.body,
                 Message.attempts,
+                Message.send_by,
             )
         )
         messages = [
@@ -283,6 +285,7 @@ class OutboxRepository:
                 to_number=row.to_number,
                 body=row.body,
                 attempt=row.attempts,
+                send_by=row.send_by,
             )
             for row in claimed
         ]

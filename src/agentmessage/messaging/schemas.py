@@ -106,7 +106,9 @@ class DoubleOptInResult(BaseModel):
     already_opted_in: bool = Field(description="The contact is opted in: no SMS was sent.")
 
 
-MessageStatus = Literal["queued", "sending", "sent", "delivered", "failed", "received"]
+MessageStatus = Literal[
+    "queued", "sending", "sent", "delivered", "failed", "skipped_late", "received"
+]
 
 
 class MessageOut(BaseModel):
@@ -135,7 +137,9 @@ class MessageOut(BaseModel):
     to: str
     body: str
     status: MessageStatus = Field(
-        description="outbound: queued -> sending -> sent -> delivered | failed; inbound: received."
+        description="outbound: queued -> sending -> sent -> delivered | failed, or "
+        "skipped_late (an opt-out confirmation that could not go within 5 minutes is "
+        "never sent late); inbound: received."
     )
     error_code: str | None = Field(
         description="Why it failed: the provider's error code (Twilio's '21211'), or "

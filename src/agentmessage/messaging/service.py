@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from typing import Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,7 @@ async def enqueue(
     purpose: Purpose,
     *,
     message_id: uuid.UUID | None = None,
+    send_by: datetime | None = None,
 ) -> Message | None:
     """Queue one SMS from ``sender`` in the request's transaction; the dispatcher
     sends it after commit. None (nothing queued) when the contact is opted out
@@ -65,6 +67,7 @@ async def enqueue(
         attempts=0,
         next_attempt_at=now,
         locked_until=None,
+        send_by=send_by,
         created_at=now,
         updated_at=now,
     )

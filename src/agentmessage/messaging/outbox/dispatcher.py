@@ -57,10 +57,11 @@ class PassReport:
     failed: int = 0
     refused: int = 0
     abandoned: int = 0
+    skipped_late: int = 0
 
     @property
     def claimed(self) -> int:
-        return self.sent + self.retried + self.failed + self.refused
+        return self.sent + self.retried + self.failed + self.refused + self.skipped_late
 
 
 class Dispatcher:
@@ -108,7 +109,18 @@ class Dispatcher:
             refused = await outbox.opted_out(
                 [m for m in claimed if m.purpose != OPT_OUT_CONFIRMATION]
             )
+            late = {m.id for m in claimed if m.send_by is not None and now > m.send_by}
             for message in claimed:
+                if message.id in late and message.id not in refused:
+                    # Past its deadline: not sent late, ever.
+                    await outbox.finish(
+                        message,
+                        now,
+                        status="skipped_late",
+                        outcome="skipped_late",
+                        error_code="skipped_late",
+                    )
+                    log.info("message %s skipped: past its send-by time", message.id)
                 if message.id in refused:
                     await outbox.finish(
                         message,
@@ -122,7 +134,8 @@ class Dispatcher:
                     )
             await session.commit()
         report.refused = len(refused)
-        sending = [message for message in claimed if message.id not in refused]
+        report.skipped_late = len(late - refused)
+        sending = [m for m in claimed if m.id not in refused and m.id not in late]
         answers = await asyncio.gather(
             *(self._send(message) for message in sending), return_exceptions=True
         )
@@ -141,7 +154,7 @@ class Dispatcher:
         total = PassReport()
         for _ in range(max_passes):
             report = await self.run_once()
-            for name in ("sent", "retried", "failed", "refused", "abandoned"):
+            for name in ("sent", "retried", "failed", "refused", "abandoned", "skipped_late"):
                 setattr(total, name, getattr(total, name) + getattr(report, name))
             if report.claimed == 0:
                 break
