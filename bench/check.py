@@ -1,0 +1,195 @@
+"""Send decisions at scale: ``POST /v1/consent/check`` under load, on PostgreSQL.
+
+1. Single-contact checks: requests/s under wrk (64 connections, 127.0.0.1)
+   against the same server's ``/healthz`` in the same run (target >= 40%). Every
+   check stores its decision, so this is a read and a write per request.
+2. 1000-contact checks with 1,000,000 records in the organization: median and
+   p99 (target p50 <= 50 ms), each decision stored.
+
+    .venv/bin/python bench/check.py [--records 1000000] [--seconds 10] [--rounds 100]
+
+Exits non-zero on an error (a non-2xx answer, a decision not stored).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import asyncio
+import random
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from agentmessage.kit.ids import new_id
+from bench.common import (
+    analyze,
+    create_tenant,
+    format_table,
+    migrated_engine,
+    running_server,
+    scratch_database,
+)
+
+CONNECTIONS = 64
+BATCH = 50_000
+
+
+def progress(message: str) -> None:
+    print(f"[check] {message}", file=sys.stderr, flush=True)
+
+
+def contact(i: int) -> str:
+    return f"+1555{i:07d}"
+
+
+async def load(url: str, org: uuid.UUID, phone: uuid.UUID, count: int) -> None:
+    """``count`` records (85% opted in), one history event each, by COPY."""
+    import asyncpg
+
+    rng = random.Random(7)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    connection = await asyncpg.connect(url)
+    try:
+        for first in range(0, count, BATCH):
+            records, events = [], []
+            for i in range(first, min(first + BATCH, count)):
+                at = start + timedelta(seconds=i)
+                opted_in = rng.random() < 0.85
+                record_id = new_id()
+                records.append(
+                    (org, record_id, phone, contact(i), opted_in, at if opted_in else None,
+                     None if opted_in else at, "api", "checkbox", at, at)
+                )  # fmt: skip
+                events.append(
+                    (org, new_id(), record_id, "opt_in" if opted_in else "opt_out", "checkbox",
+                     "api", "bench", None, '{"type": "bench"}', at, at)
+                )  # fmt: skip
+            async with connection.transaction():
+                await connection.copy_records_to_table(
+                    "consent_records",
+                    records=records,
+                    columns=["org_id", "id", "phone_number_id", "contact_number", "opted_in",
+                             "opted_in_at", "opted_out_at", "source", "consent_method",
+                             "created_at", "updated_at"],
+                )  # fmt: skip
+                await connection.copy_records_to_table(
+                    "consent_events",
+                    records=events,
+                    columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
+                             "reason", "evidence", "actor", "occurred_at", "created_at"],
+                )  # fmt: skip
+            progress(f"loaded {min(first + BATCH, count):,} records")
+    finally:
+        await connection.close()
+
+
+WRK_CHECK = """
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format(
+    '{"phone_number_id": "%s", "contact_numbers": ["+1555%07d"]}', "{phone}", n % {spread})
+  return wrk.format("POST", "/v1/consent/check", {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer {key}",
+  }, body)
+end
+"""
+
+
+def wrk(base_url: str, path: str, seconds: int, script: Path | None = None) -> float:
+    """Requests/s of a ``wrk`` run; any non-2xx answer is an error."""
+    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    out = subprocess.run(
+        [*command, base_url + path], capture_output=True, text=True, check=True, timeout=300
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk {path}: answers that were not 2xx:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"wrk {path}: no rate in its output:\n{out}")
+    return float(match.group(1))
+
+
+def big_checks(base_url: str, key: str, phone: uuid.UUID, records: int, rounds: int) -> list[float]:
+    rng = random.Random(11)
+    samples = []
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}) as client:
+        for n in range(rounds + 5):
+            # Mostly known contacts, some never seen, one malformed.
+            contacts = [contact(rng.randrange(int(records * 1.1))) for _ in range(999)]
+            body = {"phone_number_id": str(phone), "contact_numbers": [*contacts, "555-0100"]}
+            started = time.perf_counter()
+            response = client.post("/v1/consent/check", json=body, timeout=30)
+            answer = response.json()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200 or len(answer["results"]) != 1000:
+                raise SystemExit(f"check failed: {response.status_code} {str(answer)[:300]}")
+            stored = client.get(f"/v1/consent/decisions/{answer['decision_id']}")
+            if stored.status_code != 200 or stored.json()["results"] != answer["results"]:
+                raise SystemExit("the decision was not stored as answered")
+            if n >= 5:  # the first calls warm the caches
+                samples.append(elapsed)
+    return samples
+
+
+async def bench(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
+    with scratch_database("postgresql", workdir, "check") as url:
+        async with migrated_engine(url) as engine:
+            tenant = await create_tenant(engine, number="+15550100001")
+            await load(url, tenant.org_id, tenant.phone_number_id, args.records)
+            await analyze(engine)
+        with running_server(url, workdir) as server:
+            script = workdir / "check.lua"
+            lua = WRK_CHECK.replace("{phone}", str(tenant.phone_number_id))
+            lua = lua.replace("{key}", tenant.key).replace("{spread}", str(args.records))
+            script.write_text(lua)
+            wrk(server.base_url, "/healthz", 3)  # warm-up
+            health = wrk(server.base_url, "/healthz", args.seconds)
+            check = wrk(server.base_url, "/v1/consent/check", args.seconds, script)
+            health_after = wrk(server.base_url, "/healthz", args.seconds)
+            progress("wrk done")
+            samples = big_checks(
+                server.base_url, tenant.key, tenant.phone_number_id, args.records, args.rounds
+            )
+    healthz = (health + health_after) / 2
+    ratio = check / healthz
+    p50 = statistics.median(samples)
+    p99 = statistics.quantiles(samples, n=100, method="inclusive")[-1]
+    return [
+        ["GET /healthz (wrk, 64 conns)", "", f"{healthz:,.0f} req/s",
+         f"{health:,.0f} before, {health_after:,.0f} after", ""],
+        ["check, 1 contact (wrk, 64 conns)", f"{args.records:,} records", f"{check:,.0f} req/s",
+         f"{ratio:.0%} of healthz", "met" if ratio >= 0.4 else "missed (>= 40%)"],
+        ["check, 1000 contacts", f"{args.records:,} records", f"p50 {p50:.1f} ms",
+         f"p99 {p99:.1f} ms", "met" if p50 <= 50 else "missed (p50 <= 50 ms)"],
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
+        table = asyncio.run(bench(args, Path(workdir)))
+    print(f"Send decisions on PostgreSQL, {args.records:,} records in one organization\n")
+    print(format_table(["what", "size", "rate / median", "detail", "target"], table))
+
+
+if __name__ == "__main__":
+    main()
