@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -37,7 +38,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            parsed, connect_args={"timeout": 30}, json_serializer=_json_dumps
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -46,7 +49,14 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": "agentmessage"}},
+        json_serializer=_json_dumps,
     )
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns written with orjson: the same documents, several times faster
+    than the standard library (a decision's thousand answers, bulk evidence)."""
+    return orjson.dumps(value).decode()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -14,12 +14,15 @@ _RFC3339 = re.compile(
 )
 
 
+_ZERO = timedelta(0)
+
+
 def format_rfc3339(value: datetime) -> str:
     """``2026-04-26T12:00:00Z``; microseconds only when there are any."""
-    value = value.astimezone(UTC)
-    if value.microsecond:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    # isoformat (in C) writes microseconds only when there are any, as wanted.
+    return value.replace(tzinfo=None).isoformat() + "Z"
 
 
 def parse_rfc3339(value: object) -> datetime:
