@@ -70,6 +70,7 @@ def _org_json(org: Organization) -> dict[str, Any]:
         "rate_limit_per_minute": org.rate_limit_per_minute
         or PLANS[org.plan].default_rate_limit_per_minute,
         "help_text": org.help_text,
+        "opt_out_confirmation": org.opt_out_confirmation,
         "created_at": format_rfc3339(org.created_at),
     }
 
@@ -137,8 +138,19 @@ def cmd_orgs_create(settings: Settings, args: argparse.Namespace) -> None:
             plan=args.plan,
             rate_limit_per_minute=args.rate_limit,
             help_text=args.help_text,
+            opt_out_confirmation=args.opt_out_confirmation,
         )
         return _org_json(org)
+
+    _run(settings, work)
+
+
+def cmd_orgs_update(settings: Settings, args: argparse.Namespace) -> None:
+    from agentmessage.orgs.service import set_opt_out_confirmation
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        text = None if args.opt_out_confirmation == "" else args.opt_out_confirmation
+        return _org_json(await set_opt_out_confirmation(session, args.org, text))
 
     _run(settings, work)
 
@@ -474,7 +486,19 @@ def build_parser() -> argparse.ArgumentParser:
     org_create.add_argument("--plan", default="payg", choices=list(PLANS))
     org_create.add_argument("--rate-limit", type=int, help="requests per minute (plan default)")
     org_create.add_argument("--help-text", help="the SMS answering HELP/INFO (a default if unset)")
+    org_create.add_argument(
+        "--opt-out-confirmation",
+        help="the fixed SMS after an opt-out: no links, no marketing (a default if unset)",
+    )
     org_create.set_defaults(handler=cmd_orgs_create)
+    org_update = orgs.add_parser("update", help="change an organization's settings")
+    org_update.add_argument("--org", type=_uuid, required=True, help="the organization's id")
+    org_update.add_argument(
+        "--opt-out-confirmation",
+        required=True,
+        help="the fixed SMS after an opt-out (no links, no marketing); '' for the default",
+    )
+    org_update.set_defaults(handler=cmd_orgs_update)
 
     numbers = commands.add_parser("numbers", help="sender phone numbers").add_subparsers(
         dest="action", required=True, metavar="ACTION"

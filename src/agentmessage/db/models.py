@@ -37,6 +37,8 @@ class Organization(Base):
     # None: the plan's default allowance.
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     help_text: Mapped[str | None] = mapped_column(Text)
+    # The one SMS after an opt-out; checked when set (no marketing), else a default.
+    opt_out_confirmation: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 

@@ -35,6 +35,7 @@ from agentmessage.messaging.repository import (
 from agentmessage.messaging.reviews import flag_for_review
 from agentmessage.messaging.revocation import classify
 from agentmessage.messaging.schemas import InboundAction
+from agentmessage.orgs import confirmation as opt_out_text
 from agentmessage.revocations.clock import CONFIRMATION_WINDOW
 
 log = logging.getLogger(__name__)
@@ -134,13 +135,6 @@ async def receive(
     return outcome
 
 
-def _opt_out_confirmation(program: str) -> str:
-    return (
-        f"{program}: you are unsubscribed and will get no more messages from this number. "
-        "Reply START to resubscribe."
-    )
-
-
 def _opt_in_confirmation(program: str) -> str:
     return (
         f"{program}: you are resubscribed to messages from this number. Msg frequency "
@@ -209,13 +203,16 @@ async def _opt_out_or_in(
         await ChallengeRepository(session).cancel_open(
             org, sender.id, reply.from_number, reply.created_at
         )
-    program = (await _organization(session, org)).name
+    organization = await _organization(session, org)
+    program = organization.name
     confirmation = await service.enqueue(
         session,
         org,
         sender,
         reply.from_number,
-        _opt_in_confirmation(program) if opted_in else _opt_out_confirmation(program),
+        _opt_in_confirmation(program)
+        if opted_in
+        else organization.opt_out_confirmation or opt_out_text.default(program),
         "opt_in_confirmation" if opted_in else "opt_out_confirmation",
         # At most one confirmation after an opt-out, within 5 minutes or never.
         send_by=None if opted_in else reply.created_at + CONFIRMATION_WINDOW,

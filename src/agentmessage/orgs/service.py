@@ -11,6 +11,7 @@ from agentmessage.db.models import Organization, PhoneNumber
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import NotFound, ValidationFailed
 from agentmessage.kit.phone import e164_problem
+from agentmessage.orgs import confirmation
 from agentmessage.orgs.plans import PLANS
 
 
@@ -21,6 +22,7 @@ async def create_organization(
     plan: str = "payg",
     rate_limit_per_minute: int | None = None,
     help_text: str | None = None,
+    opt_out_confirmation: str | None = None,
 ) -> Organization:
     """Validates every field before writing; raises ValidationFailed naming the field.
 
@@ -35,6 +37,10 @@ async def create_organization(
         details["rate_limit"] = "must be between 1 and 10000000 requests per minute"
     if help_text is not None and not 1 <= len(help_text.strip()) <= 1600:
         details["help_text"] = "must be 1..1600 characters (one SMS)"
+    if opt_out_confirmation is not None:
+        why = confirmation.problem(opt_out_confirmation)
+        if why:
+            details["opt_out_confirmation"] = why
     if details:
         raise ValidationFailed(details=details)
     org = Organization(
@@ -42,9 +48,24 @@ async def create_organization(
         plan=plan,
         rate_limit_per_minute=rate_limit_per_minute,
         help_text=help_text.strip() if help_text is not None else None,
+        opt_out_confirmation=opt_out_confirmation.strip() if opt_out_confirmation else None,
         created_at=utcnow(),
     )
     session.add(org)
+    await session.flush()
+    return org
+
+
+async def set_opt_out_confirmation(
+    session: AsyncSession, org_id: uuid.UUID, text: str | None
+) -> Organization:
+    """Set (or, with None, reset to the default) the fixed opt-out confirmation."""
+    org = await get_organization(session, org_id)
+    if text is not None:
+        why = confirmation.problem(text)
+        if why:
+            raise ValidationFailed(details={"opt_out_confirmation": why})
+    org.opt_out_confirmation = text.strip() if text is not None else None
     await session.flush()
     return org
 
