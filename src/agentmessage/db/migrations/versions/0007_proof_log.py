@@ -10,12 +10,8 @@ they were recorded, so that every organization's history is in its log.
 
 from __future__ import annotations
 
-from typing import cast
-
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 revision = "0007"
 down_revision = "0006"
@@ -99,50 +95,103 @@ def _forbid_changes(table: str) -> None:
 
 
 def _backfill() -> None:
-    """Existing events become leaves 0..n-1 of their organization, oldest first."""
-    from agentmessage.db.models import ConsentEvent, ConsentRecord, LogHead, LogLeaf
+    """Existing events become leaves 0..n-1 of their organization, oldest first.
+
+    The tables as they are at this revision (not today's models), so that this
+    migration keeps working whatever later ones change.
+    """
+    from agentmessage.db.base import JSONDocument, UTCDateTime
     from agentmessage.kit.clock import utcnow
     from agentmessage.proof import merkle
-    from agentmessage.proof.log import document_of
+    from agentmessage.proof.log import event_document
 
-    session = Session(bind=op.get_bind())
-    statement = (
-        select(ConsentEvent, ConsentRecord.phone_number_id, ConsentRecord.contact_number)
-        .join(
-            ConsentRecord,
-            (ConsentRecord.org_id == ConsentEvent.org_id)
-            & (ConsentRecord.id == ConsentEvent.consent_id),
-        )
-        .order_by(ConsentEvent.org_id, ConsentEvent.created_at, ConsentEvent.id)
-        .execution_options(yield_per=2000)
+    events = sa.table(
+        "consent_events",
+        sa.column("org_id", sa.Uuid()),
+        sa.column("id", sa.Uuid()),
+        sa.column("consent_id", sa.Uuid()),
+        sa.column("type", sa.String()),
+        sa.column("consent_method", sa.String()),
+        sa.column("source", sa.String()),
+        sa.column("reason", sa.String()),
+        sa.column("evidence", JSONDocument),
+        sa.column("actor", JSONDocument),
+        sa.column("occurred_at", UTCDateTime()),
+        sa.column("created_at", UTCDateTime()),
     )
-    heads: dict[object, tuple[int, list[bytes]]] = {}
+    records = sa.table(
+        "consent_records",
+        sa.column("org_id", sa.Uuid()),
+        sa.column("id", sa.Uuid()),
+        sa.column("phone_number_id", sa.Uuid()),
+        sa.column("contact_number", sa.String()),
+    )
+    leaves = sa.table(
+        "log_leaves",
+        sa.column("org_id", sa.Uuid()),
+        sa.column("leaf_index", sa.BigInteger()),
+        sa.column("event_id", sa.Uuid()),
+        sa.column("consent_id", sa.Uuid()),
+        sa.column("hashes", sa.LargeBinary()),
+    )
+    heads = sa.table(
+        "log_heads",
+        sa.column("org_id", sa.Uuid()),
+        sa.column("size", sa.BigInteger()),
+        sa.column("frontier", sa.LargeBinary()),
+        sa.column("updated_at", UTCDateTime()),
+    )
+    bind = op.get_bind()
+    statement = (
+        sa.select(events, records.c.phone_number_id, records.c.contact_number)
+        .join(
+            records,
+            (records.c.org_id == events.c.org_id) & (records.c.id == events.c.consent_id),
+        )
+        .order_by(events.c.org_id, events.c.created_at, events.c.id)
+    )
+    state: dict[object, tuple[int, list[bytes]]] = {}
     batch: list[dict[str, object]] = []
-    for event, phone_number_id, contact_number in session.execute(statement):
-        size, frontier = heads.get(event.org_id, (0, []))
-        document = document_of(event, phone_number_id, contact_number)
+    # All rows first: interleaving inserts with an open cursor is not portable.
+    for row in bind.execute(statement).all():
+        size, frontier = state.get(row.org_id, (0, []))
+        document = event_document(
+            org_id=row.org_id,
+            event_id=row.id,
+            consent_id=row.consent_id,
+            phone_number_id=row.phone_number_id,
+            contact_number=row.contact_number,
+            type=row.type,
+            consent_method=row.consent_method,
+            source=row.source,
+            reason=row.reason,
+            evidence=row.evidence,
+            actor=row.actor,
+            occurred_at=row.occurred_at,
+            created_at=row.created_at,
+        )
         hashes = merkle.append(frontier, size, merkle.leaf_hash(merkle.canonical_json(document)))
         batch.append(
             {
-                "org_id": event.org_id,
+                "org_id": row.org_id,
                 "leaf_index": size,
-                "event_id": event.id,
-                "consent_id": event.consent_id,
+                "event_id": row.id,
+                "consent_id": row.consent_id,
                 "hashes": hashes,
             }
         )
-        heads[event.org_id] = (size + 1, frontier)
+        state[row.org_id] = (size + 1, frontier)
         if len(batch) == 2000:
-            op.get_bind().execute(sa.insert(cast(sa.Table, LogLeaf.__table__)), batch)
+            bind.execute(sa.insert(leaves), batch)
             batch = []
     if batch:
-        op.get_bind().execute(sa.insert(cast(sa.Table, LogLeaf.__table__)), batch)
-    if heads:
-        op.get_bind().execute(
-            sa.insert(cast(sa.Table, LogHead.__table__)),
+        bind.execute(sa.insert(leaves), batch)
+    if state:
+        bind.execute(
+            sa.insert(heads),
             [
                 {"org_id": org, "size": size, "frontier": b"".join(f), "updated_at": utcnow()}
-                for org, (size, f) in heads.items()
+                for org, (size, f) in state.items()
             ],
         )
 
