@@ -25,9 +25,12 @@ _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TransactionalRoute(APIRoute):
+    # GET and HEAD get a read session; a route class that writes on GET says so.
+    always_writes = False
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        writes = bool((self.methods or set()) - _READ_ONLY)
+        writes = self.always_writes or bool((self.methods or set()) - _READ_ONLY)
 
         async def run_in_transaction(request: Request) -> Response:
             async with request.app.state.database.session(writes=writes) as session:
@@ -67,6 +70,15 @@ class TransactionalRoute(APIRoute):
             return response
 
         return route_handler
+
+
+class WritingRoute(TransactionalRoute):
+    """For GET endpoints that may write (signing a checkpoint on demand): their
+    session takes SQLite's write lock up front, as a POST's does. A read
+    transaction that later writes fails at once on SQLite if another writer
+    committed in between."""
+
+    always_writes = True
 
 
 def get_session(request: Request) -> AsyncSession:

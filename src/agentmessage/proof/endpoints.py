@@ -11,11 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.dependencies import ConsentRead
 from agentmessage.kit.openapi import error_responses
-from agentmessage.kit.routing import TransactionalRoute, get_session
+from agentmessage.kit.routing import WritingRoute, get_session
 from agentmessage.proof import certificate, log, service
 from agentmessage.proof.keys import Signer
 
-router = APIRouter(tags=["Proof"], route_class=TransactionalRoute)
+# GET /v1/proof/checkpoint and the packet sign a checkpoint when the log grew.
+router = APIRouter(tags=["Proof"], route_class=WritingRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
