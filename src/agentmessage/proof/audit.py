@@ -125,21 +125,7 @@ async def audit(
             if row.id is None:
                 report.fail(f"leaf {index}: its event {row.event_id} is missing", leaf=index)
                 break
-            document = log.event_document(
-                org_id=row.org_id,
-                event_id=row.id,
-                consent_id=row.consent_id,
-                phone_number_id=row.phone_number_id,
-                contact_number=row.contact_number,
-                type=row.type,
-                consent_method=row.consent_method,
-                source=row.source,
-                reason=row.reason,
-                evidence=row.evidence,
-                actor=row.actor,
-                occurred_at=row.occurred_at,
-                created_at=row.created_at,
-            )
+            document = log.document_of(row, row.phone_number_id, row.contact_number)
             hashes = merkle.append(
                 frontier, size, merkle.leaf_hash(merkle.canonical_json(document))
             )

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import BigInteger, Table, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.db.bulk import append_rows
-from agentmessage.db.models import ConsentEvent, LogCheckpoint, LogHead, LogKey, LogLeaf
+from agentmessage.db.models import LogCheckpoint, LogHead, LogKey, LogLeaf
 from agentmessage.db.upsert import insert_or_ignore
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.timefmt import format_rfc3339
@@ -68,9 +68,24 @@ def event_document(
     }
 
 
-def document_of(
-    event: ConsentEvent, phone_number_id: uuid.UUID, contact_number: str
-) -> dict[str, Any]:
+class EventRow(Protocol):
+    """What an event document is made of: a history event's columns (an ORM
+    event or a result row) with its record's sender number and contact."""
+
+    org_id: uuid.UUID
+    id: uuid.UUID
+    consent_id: uuid.UUID
+    type: str
+    consent_method: str | None
+    source: str
+    reason: str
+    evidence: dict[str, Any] | None
+    actor: dict[str, Any]
+    occurred_at: datetime
+    created_at: datetime
+
+
+def document_of(event: EventRow, phone_number_id: uuid.UUID, contact_number: str) -> dict[str, Any]:
     return event_document(
         org_id=event.org_id,
         event_id=event.id,

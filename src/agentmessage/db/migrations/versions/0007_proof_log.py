@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from agentmessage.db.append_only import forbid_changes
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -74,24 +76,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key_id", name="pk_log_keys"),
     )
     for table in APPEND_ONLY:
-        _forbid_changes(table)
+        forbid_changes(table)
     _backfill()
-
-
-def _forbid_changes(table: str) -> None:
-    """Like consent_events: the database itself refuses UPDATE and DELETE."""
-    if op.get_bind().dialect.name == "postgresql":
-        # agentmessage_append_only() exists since revision 0001.
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION agentmessage_append_only()"
-        )
-        return
-    for action in ("UPDATE", "DELETE"):
-        op.execute(
-            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-        )
 
 
 def _backfill() -> None:
@@ -103,7 +89,7 @@ def _backfill() -> None:
     from agentmessage.db.base import JSONDocument, UTCDateTime
     from agentmessage.kit.clock import utcnow
     from agentmessage.proof import merkle
-    from agentmessage.proof.log import event_document
+    from agentmessage.proof.log import document_of
 
     events = sa.table(
         "consent_events",
@@ -155,21 +141,7 @@ def _backfill() -> None:
     # All rows first: interleaving inserts with an open cursor is not portable.
     for row in bind.execute(statement).all():
         size, frontier = state.get(row.org_id, (0, []))
-        document = event_document(
-            org_id=row.org_id,
-            event_id=row.id,
-            consent_id=row.consent_id,
-            phone_number_id=row.phone_number_id,
-            contact_number=row.contact_number,
-            type=row.type,
-            consent_method=row.consent_method,
-            source=row.source,
-            reason=row.reason,
-            evidence=row.evidence,
-            actor=row.actor,
-            occurred_at=row.occurred_at,
-            created_at=row.created_at,
-        )
+        document = document_of(row, row.phone_number_id, row.contact_number)
         hashes = merkle.append(frontier, size, merkle.leaf_hash(merkle.canonical_json(document)))
         batch.append(
             {

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from agentmessage.db.append_only import forbid_changes
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -41,18 +43,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_consent_decisions_org_id_created_at", "consent_decisions", ["org_id", "created_at"]
     )
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            "CREATE TRIGGER consent_decisions_append_only BEFORE UPDATE OR DELETE "
-            "ON consent_decisions FOR EACH ROW EXECUTE FUNCTION agentmessage_append_only()"
-        )
-        return
-    for action in ("UPDATE", "DELETE"):
-        op.execute(
-            f"CREATE TRIGGER consent_decisions_no_{action.lower()} BEFORE {action} "
-            "ON consent_decisions "
-            "BEGIN SELECT RAISE(ABORT, 'consent_decisions is append-only'); END"
-        )
+    forbid_changes("consent_decisions")
 
 
 def downgrade() -> None:

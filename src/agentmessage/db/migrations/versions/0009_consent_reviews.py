@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from agentmessage.db.append_only import forbid_changes
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -58,21 +60,7 @@ def upgrade() -> None:
         ),
     )
     for table in ("consent_reviews", "consent_review_decisions"):
-        _forbid_changes(table)
-
-
-def _forbid_changes(table: str) -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION agentmessage_append_only()"
-        )
-        return
-    for action in ("UPDATE", "DELETE"):
-        op.execute(
-            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-        )
+        forbid_changes(table)
 
 
 def downgrade() -> None:
