@@ -246,3 +246,19 @@ async def test_a_killed_import_process_rerun_imports_every_row_once(database, or
     rejected = len(range(0, 30_000, 97))
     assert records == events == 30_000 - rejected
     assert len(read_rejects(path)) == 1 + rejected
+
+
+async def test_a_nul_character_rejects_its_row_only(database, org, tmp_path):
+    """Exports from other systems sometimes carry NUL bytes; PostgreSQL text cannot
+    hold them, so the row is a reject and the rest of the file imports."""
+    path = write(
+        tmp_path,
+        "contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number\n"
+        "+15554443333,true,2026-04-26T12:00:00Z,checkbox,Reply STOP\x00 to stop,+15550100001\n"
+        "+15554443334,true,2026-04-26T12:00:00Z,checkbox,Reply STOP to stop,+15550100001\n",
+    )
+    report = await import_consents(database, org_id=org.id, path=path)
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert read_rejects(path)[1:] == [
+        ["2", "agreement_text", "must not contain the NUL character (U+0000)"]
+    ]

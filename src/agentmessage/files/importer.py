@@ -303,6 +303,11 @@ def _change(
     if "__extra__" in values:
         rejects.add(row.line, {"row": f"has {values['__extra__']} more field(s) than the header"})
         return None
+    nul = [name for name, value in values.items() if isinstance(value, str) and "\x00" in value]
+    if nul:
+        # PostgreSQL text cannot hold U+0000: a row with one is bad input.
+        rejects.add(row.line, dict.fromkeys(nul, "must not contain the NUL character (U+0000)"))
+        return None
     phone_number_id: Any = values.get("phone_number_id") or None
     if phone_number_id is None and values.get("phone_number"):
         phone_number_id = numbers.get(values["phone_number"])
