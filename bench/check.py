@@ -34,6 +34,7 @@ import httpx
 from agentmessage.kit.ids import new_id
 from bench.common import (
     analyze,
+    copy_tables,
     create_tenant,
     format_table,
     migrated_engine,
@@ -76,19 +77,9 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, count: int) -> None:
                      "api", "bench", None, '{"type": "bench"}', at, at)
                 )  # fmt: skip
             async with connection.transaction():
-                await connection.copy_records_to_table(
-                    "consent_records",
-                    records=records,
-                    columns=["org_id", "id", "phone_number_id", "contact_number", "opted_in",
-                             "opted_in_at", "opted_out_at", "source", "consent_method",
-                             "created_at", "updated_at"],
-                )  # fmt: skip
-                await connection.copy_records_to_table(
-                    "consent_events",
-                    records=events,
-                    columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
-                             "reason", "evidence", "actor", "occurred_at", "created_at"],
-                )  # fmt: skip
+                await copy_tables(
+                    connection, {"consent_records": records, "consent_events": events}
+                )
             progress(f"loaded {min(first + BATCH, count):,} records")
     finally:
         await connection.close()

@@ -96,6 +96,26 @@ async def insert_batches(
     return inserted
 
 
+# Column order of the tuples the benchmarks COPY into the tables (asyncpg).
+COPY_COLUMNS: Final = {
+    "consent_records": ("org_id", "id", "phone_number_id", "contact_number", "opted_in",
+                        "opted_in_at", "opted_out_at", "source", "consent_method",
+                        "created_at", "updated_at"),
+    "consent_events": ("org_id", "id", "consent_id", "type", "consent_method", "source",
+                       "reason", "evidence", "actor", "occurred_at", "created_at"),
+    "log_leaves": ("org_id", "leaf_index", "event_id", "consent_id", "hashes"),
+}  # fmt: skip
+
+
+async def copy_tables(connection: Any, tables: Mapping[str, Sequence[Any]]) -> None:
+    """COPY each table's tuples (in ``COPY_COLUMNS`` order) through an asyncpg
+    connection, in the caller's transaction, tables in the order given."""
+    for table, records in tables.items():
+        await connection.copy_records_to_table(
+            table, records=list(records), columns=list(COPY_COLUMNS[table])
+        )
+
+
 async def analyze(engine: AsyncEngine) -> None:
     """Fresh planner statistics, as a database in steady use would have.
 

@@ -32,7 +32,7 @@ from agentmessage.db.engine import Database
 from agentmessage.files.exporter import COLUMNS
 from agentmessage.kit.ids import new_id
 from agentmessage.proof import log, merkle
-from bench.common import create_tenant, format_table, migrated_engine, scratch_database
+from bench.common import copy_tables, create_tenant, format_table, migrated_engine, scratch_database
 from bench.make_consents_csv import BAD_EVERY, write_csv
 from bench.make_consents_csv import rows as sample_rows
 
@@ -139,23 +139,9 @@ async def raw_copy(
     try:
         started = time.perf_counter()
         async with connection.transaction():
-            await connection.copy_records_to_table(
-                "consent_records",
-                records=records,
-                columns=["org_id", "id", "phone_number_id", "contact_number", "opted_in",
-                         "opted_in_at", "opted_out_at", "source", "consent_method",
-                         "created_at", "updated_at"],
-            )  # fmt: skip
-            await connection.copy_records_to_table(
-                "consent_events",
-                records=events,
-                columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
-                         "reason", "evidence", "actor", "occurred_at", "created_at"],
-            )  # fmt: skip
-            await connection.copy_records_to_table(
-                "log_leaves",
-                records=leaves,
-                columns=["org_id", "leaf_index", "event_id", "consent_id", "hashes"],
+            await copy_tables(
+                connection,
+                {"consent_records": records, "consent_events": events, "log_leaves": leaves},
             )
             org_id, size, frontier = head
             await connection.execute(

@@ -42,6 +42,7 @@ from agentmessage.proof.keys import Signer, load_or_create
 from agentmessage.proof.verify import parse_vkey, verify_packet
 from bench.common import (
     analyze,
+    copy_tables,
     create_tenant,
     format_table,
     migrated_engine,
@@ -84,23 +85,13 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, events: int) -> uuid.
 
         async def flush() -> None:
             async with connection.transaction():
-                await connection.copy_records_to_table(
-                    "consent_records",
-                    records=records,
-                    columns=["org_id", "id", "phone_number_id", "contact_number", "opted_in",
-                             "opted_in_at", "opted_out_at", "source", "consent_method",
-                             "created_at", "updated_at"],
-                )  # fmt: skip
-                await connection.copy_records_to_table(
-                    "consent_events",
-                    records=event_rows,
-                    columns=["org_id", "id", "consent_id", "type", "consent_method", "source",
-                             "reason", "evidence", "actor", "occurred_at", "created_at"],
-                )  # fmt: skip
-                await connection.copy_records_to_table(
-                    "log_leaves",
-                    records=leaves,
-                    columns=["org_id", "leaf_index", "event_id", "consent_id", "hashes"],
+                await copy_tables(
+                    connection,
+                    {
+                        "consent_records": records,
+                        "consent_events": event_rows,
+                        "log_leaves": leaves,
+                    },
                 )
             records.clear()
             event_rows.clear()

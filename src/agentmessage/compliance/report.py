@@ -9,7 +9,7 @@ or an SMS confirmation sent more than 5 minutes after the revocation.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -158,16 +158,13 @@ async def _confirmations(
         )
         .order_by(Message.created_at)
     )  # fmt: skip
-    messages = (await session.execute(statement)).all()
+    by_contact: dict[tuple[Any, str], list[Any]] = defaultdict(list)
+    for m in (await session.execute(statement)).all():
+        by_contact[(m.phone_number_id, m.to_number)].append(m)  # oldest first
     found: dict[Any, dict[str, Any]] = {}
     for event in sms:
-        for m in messages:
-            if (
-                m.phone_number_id == event.phone_number_id
-                and m.to_number == event.contact_number
-                and m.created_at >= event.created_at - CONFIRMATION_WINDOW
-                and m.created_at <= event.created_at + CONFIRMATION_WINDOW
-            ):
+        for m in by_contact.get((event.phone_number_id, event.contact_number), ()):
+            if abs(m.created_at - event.created_at) <= CONFIRMATION_WINDOW:
                 found[event.id] = {
                     "message_id": str(m.id),
                     "status": m.status,

@@ -1,7 +1,7 @@
 """Tables the database itself keeps append-only: triggers refuse UPDATE and DELETE.
 
-For migrations after 0001, which created the PostgreSQL trigger function
-``agentmessage_append_only()`` (with consent_events' own triggers).
+Migration 0001 creates the PostgreSQL trigger function
+``agentmessage_append_only()`` that the triggers call.
 """
 
 from __future__ import annotations

@@ -9,12 +9,18 @@ would otherwise build and bind every row's parameters in Python.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
 from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Table, any_, bindparam, insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeEngine
+
+from agentmessage.db.upsert import insert_or_ignore
 
 # Below this, a plain executemany costs less than setting up a COPY.
 COPY_FROM = 32
@@ -102,17 +108,9 @@ async def insert_returning_new(
         return []
     columns = list(rows[0])
     if session.get_bind().dialect.name != "postgresql":
-        from agentmessage.db.upsert import insert_or_ignore
-
         statement = insert_or_ignore(session, table).returning(table.c[key])
         return list((await session.execute(statement, [dict(r) for r in rows])).scalars())
-    casts = ", ".join(f"${n}::{_pg_type(table, name)}[]" for n, name in enumerate(columns, start=1))
-    # Every name is a column of our own Table (table.c[name] above would have
-    # raised otherwise), never input.
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
-        f"SELECT * FROM unnest({casts}) ON CONFLICT DO NOTHING RETURNING {table.c[key].name}"
-    )
+    sql = _unnest_insert(table, tuple(columns), key)
     arrays = [[row[name] for row in rows] for name in columns]
     connection = await session.connection()
     raw = await connection.get_raw_connection()
@@ -120,8 +118,34 @@ async def insert_returning_new(
     return [record[0] for record in found]
 
 
-def _pg_type(table: Table, name: str) -> str:
-    from sqlalchemy.dialects import postgresql
+@cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], key: str) -> str:
+    """The statement, made once per table and columns (it is the same for every
+    batch, so asyncpg prepares it once)."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    casts = ", ".join(
+        f"${n}::{table.c[name].type.compile(dialect=dialect)}[]"
+        for n, name in enumerate(columns, start=1)
+    )
+    # Every name is a column of our own Table (table.c[name] above would have
+    # raised otherwise), never input.
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT * FROM unnest({casts}) ON CONFLICT DO NOTHING RETURNING {table.c[key].name}"
+    )
 
-    compiled: str = table.c[name].type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]
-    return compiled
+
+def one_of(
+    session: AsyncSession, column: Any, values: Sequence[Any], element: TypeEngine[Any]
+) -> ColumnElement[bool]:
+    """``column IN (values)``. On PostgreSQL ``column = ANY($1)``: one array
+    parameter whatever the count, so the statement is prepared once rather than
+    rendered anew with a thousand parameters."""
+    condition: ColumnElement[bool]
+    if session.get_bind().dialect.name == "postgresql":
+        condition = column == any_(
+            bindparam(None, list(values), postgresql.ARRAY(element), unique=True)
+        )
+    else:
+        condition = column.in_(list(values))
+    return condition

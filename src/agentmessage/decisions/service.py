@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, any_, bindparam, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import String
 
 from agentmessage.auth.service import Caller, OrgScope
+from agentmessage.db.bulk import one_of
 from agentmessage.db.models import (
     OPEN,
     Challenge,
@@ -46,23 +45,13 @@ class _State:
     deactivated: bool = False
 
 
-def _in(session: AsyncSession, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """``column IN values``: one array parameter on PostgreSQL (the statement stays
-    the same whatever the count, so it is prepared once)."""
-    condition: ColumnElement[bool]
-    if session.get_bind().dialect.name == "postgresql":
-        condition = column == any_(bindparam("contacts", list(values), ARRAY(String)))
-    else:
-        condition = column.in_(list(values))
-    return condition
-
-
 async def check(session: AsyncSession, caller: Caller, body: CheckRequest) -> dict[str, Any]:
     org = caller.org_id
     if await session.get(PhoneNumber, (org, body.phone_number_id)) is None:
         raise NotFound("phone number not found")
     now = utcnow()
-    valid = sorted({c for c in body.contact_numbers if e164_problem(c) is None})
+    valid_set = {c for c in body.contact_numbers if e164_problem(c) is None}
+    valid = sorted(valid_set)
     at = body.at
     if valid:
         states = (
@@ -74,7 +63,9 @@ async def check(session: AsyncSession, caller: Caller, body: CheckRequest) -> di
         pending = await _pending(session, org, body.phone_number_id, undecided, at or now)
     else:
         states, pending = {}, set()
-    results = [_answer(c, states.get(c), c in pending) for c in body.contact_numbers]
+    results = [
+        _answer(c, c in valid_set, states.get(c), c in pending) for c in body.contact_numbers
+    ]
     decision = ConsentDecision(
         org_id=org,
         id=new_id(),
@@ -109,8 +100,8 @@ async def get_decision(
     return decision_json(decision)
 
 
-def _answer(contact: str, state: _State | None, pending: bool) -> dict[str, Any]:
-    if e164_problem(contact) is not None:
+def _answer(contact: str, valid: bool, state: _State | None, pending: bool) -> dict[str, Any]:
+    if not valid:
         return _result(contact, False, "invalid_number", None)
     if state is not None and state.opted_in:
         return _result(contact, True, "opted_in", state)
@@ -153,7 +144,7 @@ async def _now(
     ).where(
         ConsentRecord.org_id == org,
         ConsentRecord.phone_number_id == phone,
-        _in(session, ConsentRecord.contact_number, contacts),
+        one_of(session, ConsentRecord.contact_number, contacts, String()),
     )
     states = {
         row.contact_number: _State(
@@ -201,7 +192,7 @@ async def _as_of(
         .where(
             ConsentRecord.org_id == org,
             ConsentRecord.phone_number_id == phone,
-            _in(session, ConsentRecord.contact_number, contacts),
+            one_of(session, ConsentRecord.contact_number, contacts, String()),
             ConsentEvent.occurred_at <= at,
         )
         .order_by(ConsentEvent.occurred_at, ConsentEvent.created_at, ConsentEvent.id)
@@ -230,7 +221,7 @@ async def _pending(
     statement = select(Challenge.contact_number).where(
         Challenge.org_id == org,
         Challenge.phone_number_id == phone,
-        _in(session, Challenge.contact_number, contacts),
+        one_of(session, Challenge.contact_number, contacts, String()),
         Challenge.created_at <= at,
         Challenge.expires_at > at,
         or_(

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import BigInteger, Table, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger, Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
-from agentmessage.db.bulk import append_rows
+from agentmessage.db.bulk import append_rows, one_of
 from agentmessage.db.models import LogCheckpoint, LogHead, LogKey, LogLeaf
 from agentmessage.db.upsert import insert_or_ignore
 from agentmessage.kit.clock import utcnow
@@ -253,11 +252,7 @@ async def nodes(
     if not keys:
         return {}
     rows_wanted = sorted({merkle.node_row(level, index) for level, index in keys})
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter rather than a thousand: the statement stays cached.
-        match = LogLeaf.leaf_index == any_(bindparam("rows", rows_wanted, ARRAY(BigInteger)))
-    else:
-        match = LogLeaf.leaf_index.in_(rows_wanted)
+    match = one_of(session, LogLeaf.leaf_index, rows_wanted, BigInteger())
     statement = select(LogLeaf.leaf_index, LogLeaf.hashes).where(LogLeaf.org_id == org, match)
     blobs = {row.leaf_index: row.hashes for row in await session.execute(statement)}
     found: dict[merkle.NodeKey, bytes] = {}

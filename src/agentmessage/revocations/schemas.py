@@ -9,10 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from agentmessage.consent.schemas import MAX_CLOCK_SKEW
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.phone import E164
 from agentmessage.kit.timefmt import RFC3339
-from agentmessage.revocations.clock import CONFIRMATION_WINDOW
 
 Channel = Literal["email", "voice", "web", "in_person", "agent", "other"]
 
@@ -44,6 +44,6 @@ class RevocationRequest(BaseModel):
     @classmethod
     def _not_in_future(cls, value: datetime) -> datetime:
         # The same tolerance for clock skew as evidence's captured_at.
-        if value > utcnow() + CONFIRMATION_WINDOW:
+        if value > utcnow() + MAX_CLOCK_SKEW:
             raise PydanticCustomError("future", "must not be in the future")
         return value

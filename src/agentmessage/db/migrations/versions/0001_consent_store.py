@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from agentmessage.db.append_only import forbid_changes
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -135,16 +137,7 @@ def _forbid_changes(table: str) -> None:
             END $$
             """
         )
-        op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION agentmessage_append_only()"
-        )
-        return
-    for action in ("UPDATE", "DELETE"):
-        op.execute(
-            f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
-        )
+    forbid_changes(table)
 
 
 def downgrade() -> None:
