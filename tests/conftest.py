@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -89,6 +90,14 @@ class TestDatabase(Database):
 
     def session(self, *, writes: bool) -> AsyncSession:
         return _joined_session(self.connection)
+
+    def statement_session(self) -> AsyncSession:
+        return _joined_session(self.connection)
+
+    @asynccontextmanager
+    async def statement(self, *, writes: bool) -> AsyncIterator[AsyncConnection]:
+        async with self.connection.begin_nested():
+            yield self.connection
 
     async def dispose(self) -> None:
         pass

@@ -25,15 +25,16 @@ async def authenticated_caller(
 ) -> Caller:
     """The key's caller. 401 for a missing, malformed, unknown or revoked key.
 
-    The lookup uses a short session of its own, not the request's transaction:
-    on SQLite a write request's transaction holds the write lock from its first
-    statement, and the work that must commit on its own before the endpoint runs
-    (rate-limit charges, Idempotency-Key claims) would otherwise wait on it.
+    The lookup is one statement of its own, not part of the request's
+    transaction: on SQLite a write request's transaction holds the write lock
+    from its first statement, and the work that must commit on its own before
+    the endpoint runs (rate-limit charges, Idempotency-Key claims) would
+    otherwise wait on it.
     """
     if credentials is None:
         raise Unauthorized()
-    async with request.app.state.database.session(writes=False) as session:
-        caller = await authenticate(session, credentials.credentials)
+    async with request.app.state.database.statement(writes=False) as connection:
+        caller = await authenticate(connection, credentials.credentials)
     if caller is None:
         raise Unauthorized()
     request.state.caller = caller

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -82,12 +85,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def sessionmaker(engine: AsyncEngine, *, writes: bool) -> async_sessionmaker[AsyncSession]:
-    """Sessions for one request. ``writes`` takes SQLite's write lock up front."""
-    bind = engine.execution_options(**{SQLITE_IMMEDIATE: True}) if writes else engine
-    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
-
-
 def is_postgresql(session_or_engine: AsyncSession | AsyncEngine) -> bool:
     bind = (
         session_or_engine.get_bind()
@@ -98,15 +95,52 @@ def is_postgresql(session_or_engine: AsyncSession | AsyncEngine) -> bool:
 
 
 class Database:
-    """One engine and the two kinds of request session it hands out."""
+    """One engine, the kinds of session it hands out, and connections for single statements."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._reads = sessionmaker(engine, writes=False)
-        self._writes = sessionmaker(engine, writes=True)
+        self._immediate = engine.execution_options(**{SQLITE_IMMEDIATE: True})
+        self._reads = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._writes = async_sessionmaker(self._immediate, expire_on_commit=False, autoflush=False)
+        # PostgreSQL without BEGIN and ROLLBACK: each statement commits as it
+        # runs. SQLite keeps its transactions: they cost no round trip there,
+        # and its driver's own autocommit mode would fight the BEGIN we issue.
+        self._single = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        self._single_reads = (
+            async_sessionmaker(self._single, expire_on_commit=False, autoflush=False)
+            if self._single is not engine
+            else self._reads
+        )
 
     def session(self, *, writes: bool) -> AsyncSession:
         return (self._writes if writes else self._reads)()
+
+    def statement_session(self) -> AsyncSession:
+        """A read session whose statements each run on their own.
+
+        On PostgreSQL it spares a request that reads the BEGIN and ROLLBACK
+        round trips (two of a one-row GET's three); PostgreSQL's default READ
+        COMMITTED gives each statement its own snapshot anyway. Not for server-side
+        cursors (streaming needs a transaction) nor for anything that writes.
+        """
+        return self._single_reads()
+
+    @asynccontextmanager
+    async def statement(self, *, writes: bool) -> AsyncIterator[AsyncConnection]:
+        """A Core connection for one statement that commits on its own (autocommit on
+        PostgreSQL; on SQLite a short transaction, IMMEDIATE for ``writes``, committed on exit).
+        """
+        if self._single is not self.engine:
+            async with self._single.connect() as connection:
+                yield connection
+            return
+        async with (self._immediate if writes else self.engine).connect() as connection:
+            yield connection
+            await connection.commit()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

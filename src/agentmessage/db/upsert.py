@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,26 +16,20 @@ def insert_or_ignore(session: AsyncSession, table: Any) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def insert_or_add(
-    session: AsyncSession,
-    table: Any,
-    values: dict[str, Any],
-    *,
-    conflict: list[str],
-    counter: str,
-    at_most: int,
-) -> Any:
-    """One statement that adds ``values[counter]`` to the row with the same
+def insert_or_add(dialect: str, table: Table, *, conflict: list[str], counter: str) -> Any:
+    """One statement that adds the ``counter`` parameter to the row with the same
     ``conflict`` columns (inserting it when absent), only while the sum stays
-    ``<= at_most``. ``RETURNING`` the new sum; no row means nothing was added.
+    ``<= at_most`` (a parameter too). ``RETURNING`` the new sum; no row means
+    nothing was added. Build it once per ``dialect`` and run it with
+    parameters: building it per call cost more CPU than running it.
 
     Atomic on both databases: PostgreSQL re-checks the WHERE against the row it
     locked, SQLite runs it under the write lock.
     """
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(table).values(values)
-    column = getattr(table, counter)
+    module = postgresql if dialect == "postgresql" else sqlite
+    insert = module.insert(table).values({name: bindparam(name) for name in [*conflict, counter]})
+    column = table.c[counter]
     total = column + getattr(insert.excluded, counter)
     return insert.on_conflict_do_update(
-        index_elements=conflict, set_={counter: total}, where=total <= at_most
+        index_elements=conflict, set_={counter: total}, where=total <= bindparam("at_most")
     ).returning(column)

@@ -19,10 +19,11 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Final, Protocol, cast
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentmessage.db.engine import Database
 from agentmessage.db.models import RateLimitWindow
@@ -34,6 +35,8 @@ WINDOW: Final = timedelta(minutes=1)
 RETAIN: Final = timedelta(hours=1)
 # Redis keys outlive their window by a little, then expire on their own.
 REDIS_TTL_SECONDS: Final = 120
+
+_WINDOWS: Final = cast(Table, RateLimitWindow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,50 +122,51 @@ def _decision(allowed: bool, limit: int, total: int, now: datetime) -> RateLimit
 class DatabaseStore:
     """Windows as rows of ``rate_limit_windows``, one statement per spend.
 
-    Each spend is a short transaction of its own, committed at once, never the
-    request's: on SQLite the request's transaction may hold the write lock.
+    Each spend commits on its own at once, never inside the request's
+    transaction (on SQLite that transaction may hold the write lock). On
+    PostgreSQL it is a single autocommit statement: the window's row is locked
+    only while PostgreSQL runs it, not until the server's event loop gets round
+    to a COMMIT (which, under load, serialized every request of an organization).
     """
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._spend = insert_or_add(
+            database.engine.dialect.name,
+            _WINDOWS,
+            conflict=["org_id", "window_start"],
+            counter="spent",
+        )
 
     async def spend(
         self, owner: uuid.UUID, window_start: datetime, cost: int, limit: int
     ) -> tuple[bool, int]:
-        async with self.database.session(writes=True) as session:
-            total = await session.scalar(
-                insert_or_add(
-                    session,
-                    RateLimitWindow,
-                    {"org_id": owner, "window_start": window_start, "spent": cost},
-                    conflict=["org_id", "window_start"],
-                    counter="spent",
-                    at_most=limit,
-                )
+        async with self.database.statement(writes=True) as connection:
+            total = await connection.scalar(
+                self._spend,
+                {"org_id": owner, "window_start": window_start, "spent": cost, "at_most": limit},
             )
             if total is None:
-                return False, await self._spent(session, owner, window_start)
+                return False, await self._spent(connection, owner, window_start)
             if total == cost:
                 # This spend opened the window (every spend costs >= 1): a cheap
                 # moment, once per owner and minute, to drop its stale windows.
-                await session.execute(
-                    delete(RateLimitWindow).where(
-                        RateLimitWindow.org_id == owner,
-                        RateLimitWindow.window_start < window_start - RETAIN,
+                await connection.execute(
+                    delete(_WINDOWS).where(
+                        _WINDOWS.c.org_id == owner, _WINDOWS.c.window_start < window_start - RETAIN
                     )
                 )
-            await session.commit()
             return True, int(total)
 
     async def spent(self, owner: uuid.UUID, window_start: datetime) -> int:
-        async with self.database.session(writes=False) as session:
-            return await self._spent(session, owner, window_start)
+        async with self.database.statement(writes=False) as connection:
+            return await self._spent(connection, owner, window_start)
 
     @staticmethod
-    async def _spent(session: Any, owner: uuid.UUID, window_start: datetime) -> int:
-        total = await session.scalar(
-            select(RateLimitWindow.spent).where(
-                RateLimitWindow.org_id == owner, RateLimitWindow.window_start == window_start
+    async def _spent(connection: AsyncConnection, owner: uuid.UUID, window_start: datetime) -> int:
+        total = await connection.scalar(
+            select(_WINDOWS.c.spent).where(
+                _WINDOWS.c.org_id == owner, _WINDOWS.c.window_start == window_start
             )
         )
         return int(total or 0)

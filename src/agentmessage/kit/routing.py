@@ -33,7 +33,10 @@ class TransactionalRoute(APIRoute):
         writes = self.always_writes or bool((self.methods or set()) - _READ_ONLY)
 
         async def run_in_transaction(request: Request) -> Response:
-            async with request.app.state.database.session(writes=writes) as session:
+            database = request.app.state.database
+            # A read runs its statements without BEGIN and ROLLBACK on PostgreSQL.
+            session = database.session(writes=True) if writes else database.statement_session()
+            async with session:
                 request.state.session = session
                 try:
                     response = await handler(request)
