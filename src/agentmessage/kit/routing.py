@@ -84,7 +84,11 @@ class WritingRoute(TransactionalRoute):
     always_writes = True
 
 
-def get_session(request: Request) -> AsyncSession:
-    """The request's session (opened by ``TransactionalRoute``)."""
+async def get_session(request: Request) -> AsyncSession:
+    """The request's session (opened by ``TransactionalRoute``).
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def``
+    dependency in a worker thread, a thread hop on every request.
+    """
     session: AsyncSession = request.state.session
     return session

@@ -20,12 +20,12 @@ router = APIRouter(tags=["Proof"], route_class=WritingRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_signer(request: Request) -> Signer:
+async def get_signer(request: Request) -> Signer:
     signer: Signer = request.app.state.signer
     return signer
 
 
-def get_prefix(request: Request) -> str:
+async def get_prefix(request: Request) -> str:
     return service.origin_prefix(request.app.state.settings.public_base_url)
 
 
