@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from agentmessage.consent.repository import ConsentRepository, ListFilters
 from agentmessage.db.models import ConsentEvent, ConsentRecord
+from agentmessage.files import importer
 from agentmessage.files.importer import ImportUsageError, import_consents
 from tests.files.conftest import make_org
 
@@ -168,12 +169,90 @@ async def test_unusable_files_are_refused_before_anything_is_written(
     assert await snapshot(database, org) == []
 
 
-def big_file(tmp_path: Path, rows: int, name: str = "big.csv") -> Path:
+@pytest.fixture(params=["in-process", "second-process"])
+def validation(request, monkeypatch) -> str:
+    """Large files are read and validated in a second process: run both ways."""
+    if request.param == "second-process":
+        monkeypatch.setattr(importer, "PROCESS_FROM_BYTES", 0)
+    return str(request.param)
+
+
+def file_with_line(tmp_path: Path, good_rows: int, last: bytes) -> Path:
+    good = "+1555444{:04d},true,2026-04-26T12:00:00Z,checkbox,Text,+15550100001\n"
+    path = tmp_path / "long.csv"
+    path.write_bytes(
+        b"contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number\n"
+        + "".join(good.format(i) for i in range(good_rows)).encode()
+        + last
+    )
+    return path
+
+
+async def test_bytes_that_are_not_utf8_far_down_refuse_the_file_with_their_line(
+    database, org, tmp_path
+):
+    bad = b"+15554449999,true,2026-04-26T12:00:00Z,checkbox,Caf\xe9,+15550100001\n"
+    path = file_with_line(tmp_path, 2500, bad)
+    with pytest.raises(ImportUsageError, match=r"^line 2502 is not UTF-8 text$"):
+        await import_consents(database, org_id=org.id, path=path)
+    assert await snapshot(database, org) == []
+
+
+async def test_a_line_that_cannot_be_read_mid_file_stops_and_says_what_was_kept(
+    database, org, tmp_path, validation
+):
+    # A field beyond the csv module's limit (131,072 characters) is found only
+    # when the reader gets there: the batches before it are in.
+    huge = "+15554449999,true,2026-04-26T12:00:00Z,checkbox,{},+15550100001\n"
+    path = file_with_line(tmp_path, 2500, huge.format("x" * 200_000).encode())
+    message = "line 2502: field larger than field limit (131072); lines up to 2001 were imported"
+    with pytest.raises(ImportUsageError, match=re.escape(message)):
+        await import_consents(database, org_id=org.id, path=path)
+    assert len(await snapshot(database, org)) == 2 * 2000  # records and their events
+
+
+async def test_validation_in_a_second_process_gives_the_same_database(
+    database, tmp_path, monkeypatch
+):
+    here, there = (await make_org(database), await make_org(database))
+    path = write(tmp_path, MESSY)
+    report_here = await import_consents(database, org_id=here.id, path=path)
+    rejects_here = read_rejects(path)
+    monkeypatch.setattr(importer, "PROCESS_FROM_BYTES", 0)
+    copy = write(tmp_path, MESSY, "copy.csv")
+    report_there = await import_consents(database, org_id=there.id, path=copy)
+    assert (report_there.rows, report_there.accepted, report_there.rejected) == (12, 3, 9)
+    assert report_there.as_json() | {"file": "", "rejects_file": ""} == (
+        report_here.as_json() | {"file": "", "rejects_file": ""}
+    )
+    assert read_rejects(copy) == rejects_here
+    assert await snapshot(database, there) == await snapshot(database, here) != []
+
+
+def big_file(tmp_path: Path, rows: int, name: str = "big.csv", text: str = "Text") -> Path:
     lines = ["contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number"]
     for i in range(rows):
         number = "555" if i % 97 == 0 else f"+1555{i:07d}"  # some rejects along the way
-        lines.append(f"{number},true,2026-04-26T12:00:00Z,checkbox,Text {i},+15550100001")
+        lines.append(f"{number},true,2026-04-26T12:00:00Z,checkbox,{text} {i},+15550100001")
     return write(tmp_path, "\n".join(lines) + "\n", name)
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{pid}\n" in status.read_text():
+                found.add(int(status.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return False
 
 
 class Interrupted(Exception):
@@ -209,8 +288,10 @@ async def test_an_interrupted_import_rerun_equals_one_clean_run(database, tmp_pa
 
 
 async def test_a_killed_import_process_rerun_imports_every_row_once(database, org, tmp_path):
-    """SIGKILL mid-file (no cleanup runs), then the same command again."""
-    path = big_file(tmp_path, 30_000)
+    """SIGKILL mid-file (no cleanup runs), then the same command again. The file is
+    large enough to be validated in a second process, which must not outlive it."""
+    path = big_file(tmp_path, 30_000, text="I agree to receive reminders by text. " * 4)
+    assert path.stat().st_size >= importer.PROCESS_FROM_BYTES
     env = {
         **os.environ,
         "AGENTMESSAGE_DATABASE_URL": database.url,
@@ -229,9 +310,16 @@ async def test_a_killed_import_process_rerun_imports_every_row_once(database, or
                 if await session.scalar(select(func.count()).select_from(ImportRun)):
                     break
         assert process.poll() is None, "the import finished before it could be killed"
+        validators = children_of(process.pid)
+        assert validators, "no validating process"
         process.kill()
     finally:
         process.wait(timeout=30)
+    for _ in range(100):
+        if not any(running(pid) for pid in validators):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(running(pid) for pid in validators), "the validating process outlived its import"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)

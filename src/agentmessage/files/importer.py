@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from agentmessage.files.csvfile import (
     RejectsFile,
     Row,
     UnreadableFile,
+    fingerprint,
     open_text,
     read_rows,
     rejects_path,
@@ -40,6 +42,9 @@ from agentmessage.kit.errors import ValidationFailed
 from agentmessage.orgs.plans import PLANS
 
 BATCH_ROWS = 1000
+# From this size on (about 15,000 rows), rows are read and validated in a second
+# process; below it, starting one (about a second) would cost more than it saves.
+PROCESS_FROM_BYTES = 4 << 20
 EVIDENCE_COLUMNS = (
     "captured_at",
     "consent_method",
@@ -88,14 +93,6 @@ Progress = Callable[[int, int], None]
 """Called with (bytes read so far, rows done so far) after each batch."""
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 async def import_consents(
     database: Database,
     *,
@@ -108,6 +105,10 @@ async def import_consents(
     """Import ``path`` into the organization. Raises ImportUsageError (exit 2) for an
     unknown organization or phone number, a missing column or an unreadable file."""
     org_scope = OrgScope(org_id)
+    try:
+        digest = fingerprint(path)
+    except UnreadableFile as exc:
+        raise ImportUsageError(str(exc)) from None
     async with database.session(writes=False) as session:
         org = await session.get(Organization, org_id)
         if org is None:
@@ -117,13 +118,12 @@ async def import_consents(
         }
         if phone_number_id is not None and phone_number_id not in numbers.values():
             raise ImportUsageError("--phone-number-id is not a sender number of this organization")
-        checkpoint = None if dry_run else await session.get(ImportRun, (org_id, file_sha256(path)))
+        checkpoint = None if dry_run else await session.get(ImportRun, (org_id, digest))
     attested = PLANS[org.plan].attested_capture
     try:
         text, raw = open_text(path)
     except UnreadableFile as exc:
         raise ImportUsageError(str(exc)) from None
-    digest = file_sha256(path)
     report = ImportReport(file=str(path), dry_run=dry_run)
     with text:
         try:
@@ -144,41 +144,20 @@ async def import_consents(
         # A dry run is one transaction rolled back at the end, so that later rows
         # see what earlier ones would have done; a real run commits every batch.
         dry_session = database.session(writes=True) if dry_run else None
-        # Validation of the next batches runs while the database writes this one:
-        # the checks are CPU in this process, the writes wait on the server.
-        queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=2)
-
-        async def validate() -> None:
-            try:
-                for batch in _batches(rows, BATCH_ROWS):
-                    rejected = _Rejected()
-                    changes: list[tuple[int, ConsentChange]] = []
-                    todo = [row for row in batch if row.line > resume_after]
-                    for row in todo:
-                        change = _change(
-                            row, numbers, phone_number_id, attested, path.name, rejected
-                        )
-                        if change is not None:
-                            changes.append((row.line, change))
-                    prepared = _Prepared(
-                        batch, changes, rejected, raw.tell(), len(batch) - len(todo)
-                    )
-                    await queue.put(prepared)
-                    await asyncio.sleep(0)  # let the writer take it while the next is checked
-            except BaseException as exc:  # handed to the writer, which raises it
-                await queue.put(exc)
-                return
-            await queue.put(None)
-
-        validator = asyncio.create_task(validate())
+        settings = _Validation(
+            numbers, phone_number_id, attested, path.name, resume_after, BATCH_ROWS
+        )
+        batches = (
+            _ValidatorProcess(path, settings)
+            if _is_large(path)
+            else _ValidatorTask(_prepared(rows, settings, raw.tell))
+        )
+        last_line = 0  # the last line of the last batch written
         try:
-            while (prepared := await queue.get()) is not None:
-                if isinstance(prepared, BaseException):
-                    raise prepared
-                batch = prepared.batch
+            while (prepared := await batches.next()) is not None:
                 report.skipped += prepared.skipped
-                report.rows += len(batch)
-                for line, details in prepared.rejected.items:
+                report.rows += prepared.rows
+                for line, details in prepared.rejected:
                     rejects.add(line, details)
                 session = dry_session or database.session(writes=True)
                 result = await record_changes(session, org_scope, prepared.changes)
@@ -193,17 +172,20 @@ async def import_consents(
                             org_id,
                             digest,
                             path.name,
-                            batch[-1].line,
+                            prepared.last_line,
                             accepted=report.accepted,
                             rejected=rejects.count,
                         )
                         await session.commit()
+                last_line = prepared.last_line
                 if progress is not None:
                     progress(prepared.bytes_read, report.rows)
+        except UnreadableFile as exc:
+            # Found mid-file: the batches before it are committed, and say so.
+            kept = f"lines up to {last_line} were imported" if last_line else "nothing was imported"
+            raise ImportUsageError(f"{exc}; {kept}") from None
         finally:
-            validator.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await validator
+            await batches.close()
             if dry_session is not None:
                 await dry_session.rollback()
                 await dry_session.close()
@@ -260,23 +242,32 @@ async def _checkpoint(
     await session.flush()
 
 
-class _Rejected:
-    """A batch's validation rejections, written by the writer in line order."""
+@dataclass(frozen=True, slots=True)
+class _Validation:
+    """What validating a row needs: plain data, so that it can go to another process."""
 
-    def __init__(self) -> None:
-        self.items: list[tuple[int, dict[str, str]]] = []
-
-    def add(self, line: int, details: dict[str, str]) -> None:
-        self.items.append((line, details))
+    numbers: dict[str, uuid.UUID]
+    default_number: uuid.UUID | None
+    attested: bool
+    file_name: str
+    resume_after: int
+    batch_rows: int
 
 
 @dataclass(slots=True)
 class _Prepared:
-    batch: list[Row]
+    """One batch of rows, validated: its changes and its rejects, in line order."""
+
+    rows: int
+    last_line: int
     changes: list[tuple[int, ConsentChange]]
-    rejected: _Rejected
+    rejected: list[tuple[int, dict[str, str]]]
     bytes_read: int
     skipped: int
+
+
+def _is_large(path: Path) -> bool:
+    return path.stat().st_size >= PROCESS_FROM_BYTES
 
 
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
@@ -290,32 +281,143 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
+def _prepared(
+    rows: Iterator[Row], settings: _Validation, bytes_read: Callable[[], int]
+) -> Iterator[_Prepared]:
+    """The file's rows, validated batch by batch (rows up to ``resume_after`` skipped)."""
+    for batch in _batches(rows, settings.batch_rows):
+        rejected: list[tuple[int, dict[str, str]]] = []
+        changes: list[tuple[int, ConsentChange]] = []
+        todo = [row for row in batch if row.line > settings.resume_after]
+        for row in todo:
+            change = _change(row, settings, rejected)
+            if change is not None:
+                changes.append((row.line, change))
+        yield _Prepared(
+            len(batch), batch[-1].line, changes, rejected, bytes_read(), len(batch) - len(todo)
+        )
+
+
+class _ValidatorTask:
+    """Validation in this process, in a task: the next batches are checked while
+    the database writes this one (the writes mostly wait on the server)."""
+
+    def __init__(self, batches: Iterator[_Prepared]) -> None:
+        self._queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=2)
+        self._task = asyncio.create_task(self._run(batches))
+
+    async def _run(self, batches: Iterator[_Prepared]) -> None:
+        try:
+            for prepared in batches:
+                await self._queue.put(prepared)
+                await asyncio.sleep(0)  # let the writer take it while the next is checked
+        except BaseException as exc:  # handed to the writer, which raises it
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
+
+    async def next(self) -> _Prepared | None:
+        prepared = await self._queue.get()
+        if isinstance(prepared, BaseException):
+            raise prepared
+        return prepared
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+class _ValidatorProcess:
+    """Reading and validation in a second process, for large files: on a machine
+    with two cores they no longer take turns with the write path for one.
+
+    The child reads the file itself and sends validated batches through a pipe,
+    one batch ahead of the writer (a send blocks until the writer reads), so
+    memory stays flat. Only the writing end goes to the child: if this process
+    dies, the child's next send fails and it exits (no orphan is left behind).
+    """
+
+    def __init__(self, path: Path, settings: _Validation) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_validate_in_child,
+            args=(str(path), settings, sender),
+            name="agentmessage-import-validator",
+            daemon=True,
+        )
+        self._process.start()
+        sender.close()  # the child's end: EOF here once the child is gone
+
+    async def next(self) -> _Prepared | None:
+        try:
+            item = await asyncio.to_thread(self._receiver.recv)
+        except EOFError:
+            await asyncio.to_thread(self._process.join, 5)
+            raise RuntimeError(
+                f"the validating process stopped (exit code {self._process.exitcode})"
+            ) from None
+        if isinstance(item, BaseException):
+            raise item
+        prepared: _Prepared | None = item
+        return prepared
+
+    async def close(self) -> None:
+        self._receiver.close()  # a child blocked in a send gets a broken pipe
+        if self._process.is_alive():
+            self._process.terminate()
+        await asyncio.to_thread(self._process.join, 5)
+
+
+def _validate_in_child(path: str, settings: _Validation, out: Connection) -> None:
+    """The child's work: every batch of the file, then None (or the exception)."""
+    try:
+        try:
+            text, raw = open_text(Path(path))
+            with text:
+                _header, rows = read_rows(text)
+                for prepared in _prepared(rows, settings, raw.tell):
+                    out.send(prepared)
+        except UnreadableFile as exc:  # the parent raises it, as it would its own
+            out.send(exc)
+            return
+        except (BrokenPipeError, KeyboardInterrupt):
+            return  # the parent is gone or stopping: nobody to tell
+        except Exception as exc:
+            out.send(RuntimeError(f"validation failed: {exc!r}"))
+            return
+        out.send(None)
+    except BrokenPipeError:
+        return
+    finally:
+        out.close()
+
+
 def _change(
-    row: Row,
-    numbers: dict[str, uuid.UUID],
-    default_number: uuid.UUID | None,
-    attested: bool,
-    file_name: str,
-    rejects: _Rejected,
+    row: Row, settings: _Validation, rejects: list[tuple[int, dict[str, str]]]
 ) -> ConsentChange | None:
     """The row as a capture, validated by the API's own validator; None if rejected."""
     values = row.values
     if "__extra__" in values:
-        rejects.add(row.line, {"row": f"has {values['__extra__']} more field(s) than the header"})
+        extra = f"has {values['__extra__']} more field(s) than the header"
+        rejects.append((row.line, {"row": extra}))
         return None
     nul = [name for name, value in values.items() if isinstance(value, str) and "\x00" in value]
     if nul:
         # PostgreSQL text cannot hold U+0000: a row with one is bad input.
-        rejects.add(row.line, dict.fromkeys(nul, "must not contain the NUL character (U+0000)"))
+        nul_reason = "must not contain the NUL character (U+0000)"
+        rejects.append((row.line, dict.fromkeys(nul, nul_reason)))
         return None
     phone_number_id: Any = values.get("phone_number_id") or None
     if phone_number_id is None and values.get("phone_number"):
-        phone_number_id = numbers.get(values["phone_number"])
+        phone_number_id = settings.numbers.get(values["phone_number"])
         if phone_number_id is None:
-            rejects.add(row.line, {"phone_number": "is not a sender number of this organization"})
+            unknown = "is not a sender number of this organization"
+            rejects.append((row.line, {"phone_number": unknown}))
             return None
     if phone_number_id is None:
-        phone_number_id = default_number
+        phone_number_id = settings.default_number
     opted_in: Any = values.get("opted_in", "")
     if opted_in.lower() in _TRUE:
         opted_in = True
@@ -331,18 +433,21 @@ def _change(
     try:
         capture = parse_capture(record)
     except ValidationFailed as exc:
-        rejects.add(row.line, _column_names(exc.details or {}))
+        rejects.append((row.line, _column_names(exc.details or {})))
         return None
-    if capture.opted_in and not attested:
-        rejects.add(
-            row.line,
-            {
-                "opted_in": "attested opt-in capture is not in the organization's plan "
-                "(PLAN_REQUIRED)"
-            },
+    if capture.opted_in and not settings.attested:
+        rejects.append(
+            (
+                row.line,
+                {
+                    "opted_in": "attested opt-in capture is not in the organization's plan "
+                    "(PLAN_REQUIRED)"
+                },
+            )
         )
         return None
-    return change_of(capture, {"type": "import", "file": file_name, "line": row.line}, "import:csv")
+    actor = {"type": "import", "file": settings.file_name, "line": row.line}
+    return change_of(capture, actor, "import:csv")
 
 
 def _column_names(details: dict[str, str]) -> dict[str, str]:
