@@ -9,14 +9,17 @@ import phonenumbers
 from pydantic import AfterValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-_SHAPE = re.compile(r"^\+[1-9]\d{7,14}$")
+# ASCII digits only, the whole string: ``\d`` would take any Unicode digit
+# (Arabic-Indic, fullwidth) and ``$`` a trailing newline: each was stored as
+# another contact than the real number.
+_SHAPE = re.compile(r"\+[1-9][0-9]{7,14}")
 
 E164_MESSAGE = "must be E.164"
 
 
 def e164_problem(value: str) -> str | None:
     """None when ``value`` is E.164 (``+`` and 8..15 digits libphonenumber deems possible)."""
-    if not _SHAPE.match(value):
+    if not _SHAPE.fullmatch(value):
         return E164_MESSAGE
     if len(value) == 12 and value.startswith("+1"):
         # North America: every 10-digit national number is "possible" to
