@@ -175,6 +175,12 @@ async def _opt_out_or_in(
     contact's own written request): the record is created if none, and one
     confirmation is queued. Already so: nothing more."""
     key = ContactKey(sender.id, reply.from_number)
+    if not opted_in:
+        # Locks in the order a YES takes them (its challenge, then the record), or
+        # a STOP and a YES arriving together deadlock on PostgreSQL and one is lost.
+        await ChallengeRepository(session).open_of(
+            org, sender.id, reply.from_number, for_update=True
+        )
     state = (await ConsentRepository(session).lock_states(org, [key])).get(key)
     if state is not None and state.opted_in == opted_in:
         already: InboundAction = "already_opted_in" if opted_in else "already_opted_out"
