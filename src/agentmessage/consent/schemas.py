@@ -230,7 +230,15 @@ class BulkCaptureRequest(BaseModel):
         WithJsonSchema(
             {
                 "type": "array",
-                "items": {"$ref": "#/components/schemas/ConsentCapture"},
+                # Each record is judged on its own: anything in the array is
+                # accepted by the call, and a record that is not a valid
+                # ConsentCapture comes back in `rejected` with its reason.
+                "items": {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/ConsentCapture"},
+                        {"description": "Anything else: rejected on its own, in `rejected`."},
+                    ]
+                },
                 "minItems": 1,
                 "maxItems": MAX_BULK_RECORDS,
             }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,6 +49,12 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
             request_id_of(request),
             {"body": "must be valid JSON"},
         )
+    if where == {"path"}:
+        # GET /v1/consent/bulk reached GET /v1/consent/{id} with "bulk" for an id:
+        # the path exists, for other methods.
+        literal = _literal_methods(request)
+        if literal and request.method not in literal:
+            return _method_not_allowed(request_id_of(request), literal)
     # A malformed path id is a malformed URL, not a bad field: 400.
     status = 400 if where == {"path"} else 422
     details = details_from_errors(errors)
@@ -67,10 +75,10 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(404, "NOT_FOUND", "not found", rid)
     if exc.status_code == 405:
-        allow = ", ".join(_allowed_methods(request)) or (exc.headers or {}).get("Allow", "")
-        return error_response(
-            405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers={"Allow": allow}
-        )
+        methods = _allowed_methods(request)
+        if not methods:
+            return _method_not_allowed(rid, [(exc.headers or {}).get("Allow", "")])
+        return _method_not_allowed(rid, methods)
     if exc.status_code == 400:
         # FastAPI's answer to a body it could not parse at all (nesting too deep...).
         return error_response(
@@ -88,12 +96,42 @@ def _sends_json(request: Request) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+def _method_not_allowed(rid: str, methods: list[str]) -> Response:
+    return error_response(
+        405, "METHOD_NOT_ALLOWED", "method not allowed", rid, headers={"Allow": ", ".join(methods)}
+    )
+
+
+def _literal_methods(request: Request) -> list[str]:
+    """The methods of a path without parameters that is exactly this one, if any."""
+    return sorted(
+        {
+            method
+            for regex, templated, ops in _path_templates(request)
+            if not templated and regex.match(request.url.path)
+            for method in ops
+        }
+    )
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method the path answers to (Starlette names only the first route's).
 
     A literal path (``/v1/consent/bulk``) speaks for itself; only when none matches
     do templates with parameters (``/v1/consent/{id}``) count.
     """
+    matches = [
+        (templated, ops)
+        for regex, templated, ops in _path_templates(request)
+        if regex.match(request.url.path)
+    ]
+    literal = [ops for templated, ops in matches if not templated]
+    chosen = literal or [ops for _, ops in matches]
+    return sorted({method for ops in chosen for method in ops})
+
+
+def _path_templates(request: Request) -> list[tuple[re.Pattern[str], bool, list[str]]]:
+    """(regex, has parameters, methods) of every documented path, computed once."""
     app = request.app
     templates = getattr(app.state, "path_templates", None)
     if templates is None:
@@ -102,12 +140,8 @@ def _allowed_methods(request: Request) -> list[str]:
             for path, operations in app.openapi()["paths"].items()
         ]
         app.state.path_templates = templates
-    matches = [
-        (templated, ops) for regex, templated, ops in templates if regex.match(request.url.path)
-    ]
-    literal = [ops for templated, ops in matches if not templated]
-    chosen = literal or [ops for _, ops in matches]
-    return sorted({method for ops in chosen for method in ops})
+    result: list[tuple[re.Pattern[str], bool, list[str]]] = templates
+    return result
 
 
 def install_error_handlers(app: FastAPI) -> None:

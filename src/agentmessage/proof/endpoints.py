@@ -42,7 +42,13 @@ Prefix = Annotated[str, Depends(get_prefix)]
         "one. Save it: `agentmessage proof verify --checkpoint` later proves the log only "
         "grew since. `?format=text` returns the note alone. Requires consent:read."
     ),
-    responses=error_responses(401, 403, 429),
+    responses={
+        200: {
+            "description": "The checkpoint (JSON), or with `?format=text` the signed note",
+            "content": {"application/json": {}, "text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403, 429),
+    },
 )
 async def get_checkpoint(
     caller: ConsentRead,
@@ -86,7 +92,13 @@ async def get_consistency(
         "proof from a checkpoint of size N you saved. `?format=html` is a printable "
         "one-page consent certificate. Requires consent:read."
     ),
-    responses=error_responses(400, 401, 403, 404, 422, 429),
+    responses={
+        200: {
+            "description": "The proof packet (JSON), or with `?format=html` the certificate",
+            "content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}},
+        },
+        **error_responses(400, 401, 403, 404, 422, 429),
+    },
 )
 async def get_proof(
     consent_id: uuid.UUID,
