@@ -94,6 +94,9 @@ class TestDatabase(Database):
     def statement_session(self) -> AsyncSession:
         return _joined_session(self.connection)
 
+    def snapshot_session(self) -> AsyncSession:
+        return _joined_session(self.connection)
+
     @asynccontextmanager
     async def statement(self, *, writes: bool) -> AsyncIterator[AsyncConnection]:
         async with self.connection.begin_nested():

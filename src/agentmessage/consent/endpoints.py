@@ -30,7 +30,7 @@ from agentmessage.kit.errors import ValidationFailed
 from agentmessage.kit.idempotency import Idempotent
 from agentmessage.kit.openapi import error_responses
 from agentmessage.kit.phone import e164_problem
-from agentmessage.kit.routing import TransactionalRoute, get_session
+from agentmessage.kit.routing import TransactionalRoute, get_session, one_snapshot
 from agentmessage.kit.timefmt import RFC3339
 from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE
 
@@ -122,6 +122,7 @@ async def bulk_capture(
     ),
     responses=error_responses(401, 403, 422, 429),
 )
+@one_snapshot
 async def list_consents(
     request: Request,
     caller: ConsentRead,

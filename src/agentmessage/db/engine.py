@@ -110,6 +110,17 @@ class Database:
             if engine.dialect.name == "postgresql"
             else engine
         )
+        self._snapshot_reads = (
+            async_sessionmaker(
+                engine.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                ),
+                expire_on_commit=False,
+                autoflush=False,
+            )
+            if engine.dialect.name == "postgresql"
+            else self._reads
+        )
         self._single_reads = (
             async_sessionmaker(self._single, expire_on_commit=False, autoflush=False)
             if self._single is not engine
@@ -118,6 +129,12 @@ class Database:
 
     def session(self, *, writes: bool) -> AsyncSession:
         return (self._writes if writes else self._reads)()
+
+    def snapshot_session(self) -> AsyncSession:
+        """A read session whose statements all see one snapshot: REPEATABLE READ, READ
+        ONLY on PostgreSQL (READ COMMITTED gives each statement its own); SQLite's
+        read transaction is one snapshot already."""
+        return self._snapshot_reads()
 
     def statement_session(self) -> AsyncSession:
         """A read session whose statements each run on their own.

@@ -11,17 +11,28 @@ the rollback, and anything else releases the claim so that a retry runs again.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agentmessage.db.engine import Database
 from agentmessage.kit.errors import ApiError
 from agentmessage.kit.handlers import handle_api_error
 from agentmessage.kit.idempotency import claim_of, is_replayable
 
 _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+_SNAPSHOT = "__agentmessage_snapshot__"
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def one_snapshot(endpoint: Endpoint) -> Endpoint:
+    """Mark a read endpoint whose statements must all see one snapshot (a page and
+    its exact total). Put it under the ``@router.get`` decorator."""
+    setattr(endpoint, _SNAPSHOT, True)
+    return endpoint
 
 
 class TransactionalRoute(APIRoute):
@@ -31,12 +42,18 @@ class TransactionalRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         writes = self.always_writes or bool((self.methods or set()) - _READ_ONLY)
+        snapshot = getattr(self.endpoint, _SNAPSHOT, False)
+
+        def open_session(database: Database) -> AsyncSession:
+            if writes:
+                return database.session(writes=True)
+            if snapshot:
+                return database.snapshot_session()
+            # A read runs its statements without BEGIN and ROLLBACK on PostgreSQL.
+            return database.statement_session()
 
         async def run_in_transaction(request: Request) -> Response:
-            database = request.app.state.database
-            # A read runs its statements without BEGIN and ROLLBACK on PostgreSQL.
-            session = database.session(writes=True) if writes else database.statement_session()
-            async with session:
+            async with open_session(request.app.state.database) as session:
                 request.state.session = session
                 try:
                     response = await handler(request)
