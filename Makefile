@@ -37,8 +37,11 @@ typecheck: install
 test: install system-deps lint typecheck
 	$(BIN)/pytest
 
+# Every benchmark at the performance issue's sizes, written into bench/RESULTS.md
+# (the better part of an hour). `make bench BENCH_ARGS=--quick`: a smoke test in
+# minutes, written to bench/out/RESULTS-quick.md.
 bench: install system-deps
-	$(BIN)/python bench/list_latency.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

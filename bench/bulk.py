@@ -48,6 +48,7 @@ from agentmessage.kit.ids import new_id
 from bench.common import (
     BACKENDS,
     Backend,
+    Figure,
     Latency,
     Server,
     Tenant,
@@ -56,6 +57,7 @@ from bench.common import (
     format_table,
     insert_batches,
     migrated_engine,
+    run_backends,
     running_server,
     scratch_database,
 )
@@ -462,11 +464,58 @@ def report(results: Sequence[Result], args: argparse.Namespace) -> str:
     return "\n".join([title, "", format_table(headers, rows), "", footer])
 
 
+def figures(result: Result, args: argparse.Namespace) -> list[Figure]:
+    size = f"{result.records:,} records a side, {BATCH:,} a call"
+    rows = [
+        Figure(
+            f"{result.backend}: POST {BULK_PATH}, one client",
+            f"{result.api_rate:,.0f} records/s, {result.ratio:.0%} of raw",
+            size=size,
+            detail=f"{result.api.median:.0f} ms a call (p95 {result.api.p95:.0f})",
+            target=f">= {TARGET:.0%} of raw",
+            met=result.ratio >= TARGET,
+        ),
+        Figure(
+            f"{result.backend}: raw batched INSERT, same rows",
+            f"{result.raw_rate:,.0f} records/s",
+            size=size,
+            detail=f"{result.raw.median:.0f} ms a batch (p95 {result.raw.p95:.0f})",
+        ),
+    ]
+    if result.peak_rss_bytes is not None:
+        rows.append(
+            Figure(
+                f"{result.backend}: server peak RSS, one client",
+                f"{result.peak_rss_bytes / 2**20:,.0f} MiB",
+                size=size,
+            )
+        )
+    if result.concurrent_rate is not None:
+        rows.append(
+            Figure(
+                f"{result.backend}: POST {BULK_PATH}, {args.clients} clients",
+                f"{result.concurrent_rate:,.0f} records/s",
+                size=f"{result.records:,} records",
+            )
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> list[Figure]:
+    """Every backend asked for, in turn; the figures of all (PartialFailure: of
+    those that did not fail)."""
+
+    def one(backend: Backend) -> list[Figure]:
+        return figures(run_backend(backend, args), args)
+
+    return run_backends(args.backend or BACKENDS, one)
+
+
 def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"[bulk] {message}", file=sys.stderr, flush=True)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
         "--records", type=int, default=20_000, help=f"per side, a multiple of {BATCH}"

@@ -21,28 +21,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import asyncio
 import random
-import re
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from agentmessage.kit.ids import new_id
 from bench.common import (
+    Figure,
+    WrkLoad,
     analyze,
     copy_tables,
     create_tenant,
-    format_table,
+    figures_table,
     migrated_engine,
+    percentile,
     running_server,
     scratch_database,
+    wrk_against_healthz,
 )
 
-CONNECTIONS = 64
 BATCH = 50_000
 
 
@@ -99,22 +101,6 @@ end
 """
 
 
-def wrk(base_url: str, path: str, seconds: int, script: Path | None = None) -> float:
-    """Requests/s of a ``wrk`` run; any non-2xx answer is an error."""
-    command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
-    if script is not None:
-        command += ["-s", str(script)]
-    out = subprocess.run(
-        [*command, base_url + path], capture_output=True, text=True, check=True, timeout=300
-    ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"wrk {path}: answers that were not 2xx:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise SystemExit(f"wrk {path}: no rate in its output:\n{out}")
-    return float(match.group(1))
-
-
 def big_checks(base_url: str, key: str, phone: uuid.UUID, records: int, rounds: int) -> list[float]:
     rng = random.Random(11)
     samples = []
@@ -128,16 +114,16 @@ def big_checks(base_url: str, key: str, phone: uuid.UUID, records: int, rounds: 
             answer = response.json()
             elapsed = (time.perf_counter() - started) * 1000
             if response.status_code != 200 or len(answer["results"]) != 1000:
-                raise SystemExit(f"check failed: {response.status_code} {str(answer)[:300]}")
+                raise RuntimeError(f"check failed: {response.status_code} {str(answer)[:300]}")
             stored = client.get(f"/v1/consent/decisions/{answer['decision_id']}")
             if stored.status_code != 200 or stored.json()["results"] != answer["results"]:
-                raise SystemExit("the decision was not stored as answered")
+                raise RuntimeError("the decision was not stored as answered")
             if n >= 5:  # the first calls warm the caches
                 samples.append(elapsed)
     return samples
 
 
-async def bench(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
+async def bench(args: argparse.Namespace, workdir: Path) -> list[Figure]:
     with scratch_database("postgresql", workdir, "check") as url:
         async with migrated_engine(url) as engine:
             tenant = await create_tenant(engine, number="+15550100001")
@@ -148,38 +134,61 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
             lua = WRK_CHECK.replace("{phone}", str(tenant.phone_number_id))
             lua = lua.replace("{key}", tenant.key).replace("{spread}", str(args.records))
             script.write_text(lua)
-            wrk(server.base_url, "/healthz", 3)  # warm-up
-            health = wrk(server.base_url, "/healthz", args.seconds)
-            check = wrk(server.base_url, "/v1/consent/check", args.seconds, script)
-            health_after = wrk(server.base_url, "/healthz", args.seconds)
+            (check,) = wrk_against_healthz(
+                server.base_url,
+                [WrkLoad("check", "/v1/consent/check", script)],
+                args.seconds,
+            )
             progress("wrk done")
             samples = big_checks(
                 server.base_url, tenant.key, tenant.phone_number_id, args.records, args.rounds
             )
-    healthz = (health + health_after) / 2
-    ratio = check / healthz
     p50 = statistics.median(samples)
-    p99 = statistics.quantiles(samples, n=100, method="inclusive")[-1]
+    p99 = percentile(samples, 99)
+    size = f"{args.records:,} records"
     return [
-        ["GET /healthz (wrk, 64 conns)", "", f"{healthz:,.0f} req/s",
-         f"{health:,.0f} before, {health_after:,.0f} after", ""],
-        ["check, 1 contact (wrk, 64 conns)", f"{args.records:,} records", f"{check:,.0f} req/s",
-         f"{ratio:.0%} of healthz", "met" if ratio >= 0.4 else "missed (>= 40%)"],
-        ["check, 1000 contacts", f"{args.records:,} records", f"p50 {p50:.1f} ms",
-         f"p99 {p99:.1f} ms", "met" if p50 <= 50 else "missed (p50 <= 50 ms)"],
-    ]  # fmt: skip
+        Figure(
+            "GET /healthz (wrk, 64 conns)",
+            f"{check.healthz:,.0f} req/s",
+            detail=f"{check.healthz_before:,.0f} before, {check.healthz_after:,.0f} after",
+        ),
+        Figure(
+            "check, 1 contact (wrk, 64 conns)",
+            f"{check.run.rate:,.0f} req/s, {check.ratio:.0%} of healthz",
+            size=size,
+            detail=f"latency p50 {check.run.p50_ms:.1f} ms, p99 {check.run.p99_ms:.1f} ms",
+            target=">= 40% of healthz",
+            met=check.ratio >= 0.4,
+        ),
+        Figure(
+            "check, 1000 contacts, decision stored",
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            size=size,
+            detail=f"{len(samples)} calls",
+            target="p50 <= 50 ms",
+            met=p50 <= 50,
+        ),
+    ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run(args: argparse.Namespace) -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
+        return asyncio.run(bench(args, Path(workdir)))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=100)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
-        table = asyncio.run(bench(args, Path(workdir)))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = run(args)
     print(f"Send decisions on PostgreSQL, {args.records:,} records in one organization\n")
-    print(format_table(["what", "size", "rate / median", "detail", "target"], table))
+    print(figures_table(rows))
 
 
 if __name__ == "__main__":

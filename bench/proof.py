@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,11 +42,13 @@ from agentmessage.proof.audit import audit
 from agentmessage.proof.keys import Signer, load_or_create
 from agentmessage.proof.verify import parse_vkey, verify_packet
 from bench.common import (
+    Figure,
     analyze,
     copy_tables,
     create_tenant,
-    format_table,
+    figures_table,
     migrated_engine,
+    percentile,
     running_server,
     scratch_database,
 )
@@ -218,7 +221,7 @@ def packet_latency(base_url: str, key: str, subject: uuid.UUID, rounds: int) -> 
         checks = verify_packet(packet, parse_vkey(vkey))
         failed = [c.line() for c in checks if not c.ok]
         if failed or len(packet["events"]) != SUBJECT_EVENTS:
-            raise SystemExit(f"the packet does not verify: {failed}")
+            raise RuntimeError(f"the packet does not verify: {failed}")
         for _ in range(rounds):
             started = time.perf_counter()
             response = client.get(f"/v1/consent/{subject}/proof")
@@ -228,7 +231,7 @@ def packet_latency(base_url: str, key: str, subject: uuid.UUID, rounds: int) -> 
     return samples
 
 
-async def bench(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
+async def bench(args: argparse.Namespace, workdir: Path) -> list[Figure]:
     with scratch_database("postgresql", workdir, "proof") as url:
         async with migrated_engine(url) as engine:
             tenant = await create_tenant(engine)
@@ -249,32 +252,58 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[list[str]]:
             report = await audit(database, OrgScope(tenant.org_id))
             audit_s = time.perf_counter() - started
             if not report.ok:
-                raise SystemExit(f"audit failed: {report.problems[:3]}")
+                raise RuntimeError(f"audit failed: {report.problems[:3]}")
             progress("audit done")
         with running_server(url, workdir) as server:
             samples = packet_latency(server.base_url, tenant.key, subject, args.rounds)
     p50 = statistics.median(samples)
-    p99 = statistics.quantiles(samples, n=100, method="inclusive")[-1]
+    p99 = percentile(samples, 99)
+    events = f"{args.events:,} events"
     return [
-        ["proof packet, 100 events", f"{args.events:,} events", f"p50 {p50:.1f} ms",
-         f"p99 {p99:.1f} ms", "met" if p50 <= 50 else "missed (p50 <= 50 ms)"],
-        ["checkpoint after 1 event", "1,000 leaves", f"{cost_small:.2f} ms", "", ""],
-        ["checkpoint after 1 event", f"{args.events:,} leaves", f"{cost_big:.2f} ms", "",
-         f"{cost_big / cost_small:.2f}x of 1,000"],
-        ["proof audit (whole log)", f"{report.leaves:,} leaves",
-         f"{report.leaves / audit_s:,.0f} leaves/s", f"{audit_s:,.1f} s", ""],
-    ]  # fmt: skip
+        Figure(
+            "proof packet, 100 events (GET /v1/consent/{id}/proof)",
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            size=events,
+            detail=f"{len(samples)} requests",
+            target="p50 <= 50 ms",
+            met=p50 <= 50,
+        ),
+        Figure("checkpoint after 1 event", f"{cost_small:.2f} ms", size="1,000 leaves"),
+        Figure(
+            "checkpoint after 1 event",
+            f"{cost_big:.2f} ms",
+            size=f"{args.events:,} leaves",
+            detail=f"{cost_big / cost_small:.2f}x of 1,000 leaves",
+        ),
+        Figure(
+            "proof audit (whole log)",
+            f"{report.leaves / audit_s:,.0f} leaves/s",
+            size=f"{report.leaves:,} leaves",
+            detail=f"{audit_s:,.1f} s",
+        ),
+    ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run(args: argparse.Namespace) -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
+        return asyncio.run(bench(args, Path(workdir)))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=200)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="agentmessage-bench-") as workdir:
-        table = asyncio.run(bench(args, Path(workdir)))
+    args = parser.parse_args(argv)
+    if args.events < SUBJECT_EVENTS:
+        parser.error(f"--events must be at least {SUBJECT_EVENTS}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows = run(args)
     print(f"Proof log on PostgreSQL, {args.events:,} events in one organization\n")
-    print(format_table(["what", "size", "median", "p99 / total", "target"], table))
+    print(figures_table(rows))
 
 
 if __name__ == "__main__":
