@@ -6,7 +6,6 @@ runs inside a transaction that is rolled back, and the app's sessions join it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,21 +19,14 @@ from agentmessage.db.engine import Database, async_url, create_engine
 from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.settings import Settings
 from tests.fixtures.builders import Tenant, make_tenant
-from tests.fixtures.postgres import PostgresCluster, PostgresUnavailable
+from tests.fixtures.postgres import PostgresCluster, cluster_for_tests
 
 BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = PostgresCluster().start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    yield cluster
-    cluster.stop()
+    yield from cluster_for_tests()
 
 
 @pytest.fixture(scope="session")

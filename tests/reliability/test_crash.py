@@ -33,7 +33,7 @@ from agentmessage.db.engine import Database, async_url, create_engine
 from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.db.models import ConsentEvent, ConsentRecord, LogLeaf
 from agentmessage.orgs.service import create_organization, create_phone_number
-from tests.fixtures.postgres import PostgresCluster, PostgresUnavailable
+from tests.fixtures.postgres import PostgresCluster, cluster_for_tests
 
 RECORDS_PER_CALL = 40
 WORKERS = 4
@@ -44,14 +44,7 @@ CONTACTS = 600
 
 @pytest.fixture(scope="module")
 def durable_postgres() -> Iterator[PostgresCluster]:
-    try:
-        cluster = PostgresCluster(fsync=True).start()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    yield cluster
-    cluster.stop()
+    yield from cluster_for_tests(fsync=True)
 
 
 @dataclass(frozen=True, slots=True)

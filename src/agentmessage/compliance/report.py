@@ -18,6 +18,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
+from agentmessage.consent.repository import EVENT_OF_RECORD
 from agentmessage.db.models import ConsentEvent, ConsentRecord, Message, MessageAttempt
 from agentmessage.kit.errors import ValidationFailed
 from agentmessage.kit.timefmt import format_rfc3339
@@ -50,13 +51,7 @@ async def revocations(
             ConsentRecord.phone_number_id,
             ConsentRecord.contact_number,
         )
-        .join(
-            ConsentRecord,
-            and_(
-                ConsentRecord.org_id == ConsentEvent.org_id,
-                ConsentRecord.id == ConsentEvent.consent_id,
-            ),
-        )
+        .join(ConsentRecord, EVENT_OF_RECORD)
         .where(
             ConsentEvent.org_id == org,
             ConsentEvent.type == "opt_out",

@@ -6,11 +6,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
     Table,
+    and_,
     bindparam,
     func,
     literal,
@@ -25,6 +26,11 @@ from agentmessage.db.bulk import append_rows, insert_returning_new
 from agentmessage.db.models import ConsentEvent, ConsentRecord, PhoneNumber
 
 T = TypeVar("T")
+
+EVENT_OF_RECORD: Final = and_(
+    ConsentEvent.org_id == ConsentRecord.org_id, ConsentEvent.consent_id == ConsentRecord.id
+)
+"""The join of history events to their record (for a query that needs both)."""
 
 
 @dataclass(frozen=True, slots=True)

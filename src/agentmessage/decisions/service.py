@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
 from agentmessage.auth.service import Caller, OrgScope
+from agentmessage.consent.repository import EVENT_OF_RECORD
 from agentmessage.db.bulk import one_of
 from agentmessage.db.models import (
     OPEN,
@@ -182,13 +183,7 @@ async def _as_of(
             ConsentEvent.reason,
             ConsentEvent.occurred_at,
         )
-        .join(
-            ConsentEvent,
-            and_(
-                ConsentEvent.org_id == ConsentRecord.org_id,
-                ConsentEvent.consent_id == ConsentRecord.id,
-            ),
-        )
+        .join(ConsentEvent, EVENT_OF_RECORD)
         .where(
             ConsentRecord.org_id == org,
             ConsentRecord.phone_number_id == phone,

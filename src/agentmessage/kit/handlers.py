@@ -104,14 +104,7 @@ def _method_not_allowed(rid: str, methods: list[str]) -> Response:
 
 def _literal_methods(request: Request) -> list[str]:
     """The methods of a path without parameters that is exactly this one, if any."""
-    return sorted(
-        {
-            method
-            for regex, templated, ops in _path_templates(request)
-            if not templated and regex.match(request.url.path)
-            for method in ops
-        }
-    )
+    return _methods_of(request, with_parameters=False)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -120,14 +113,20 @@ def _allowed_methods(request: Request) -> list[str]:
     A literal path (``/v1/consent/bulk``) speaks for itself; only when none matches
     do templates with parameters (``/v1/consent/{id}``) count.
     """
-    matches = [
-        (templated, ops)
-        for regex, templated, ops in _path_templates(request)
-        if regex.match(request.url.path)
-    ]
-    literal = [ops for templated, ops in matches if not templated]
-    chosen = literal or [ops for _, ops in matches]
-    return sorted({method for ops in chosen for method in ops})
+    return _literal_methods(request) or _methods_of(request, with_parameters=True)
+
+
+def _methods_of(request: Request, *, with_parameters: bool) -> list[str]:
+    """The methods of the documented paths matching this one (``with_parameters``:
+    templates such as ``/v1/consent/{id}`` too)."""
+    return sorted(
+        {
+            method
+            for regex, templated, ops in _path_templates(request)
+            if (with_parameters or not templated) and regex.match(request.url.path)
+            for method in ops
+        }
+    )
 
 
 def _path_templates(request: Request) -> list[tuple[re.Pattern[str], bool, list[str]]]:
