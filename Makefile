@@ -9,13 +9,15 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint typecheck bench system-deps clean
 
-# .venv from the lock file; nothing else installed by hand.
+# .venv from the lock file; nothing else installed by hand. Compiled to bytecode
+# up front: where PYTHONDONTWRITEBYTECODE is set, every command would otherwise
+# compile its imports again from source (a CLI start took 4 s instead of 1.5 s).
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(PYTHON) -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 # Migrate the SQLite database under ./var, create demo data on first run, serve.
