@@ -129,20 +129,29 @@ async def head(session: AsyncSession, org: OrgScope, *, lock: bool = False) -> H
     return Head(row.size, merkle.split_frontier(row.frontier))
 
 
+def leaf_of(document: dict[str, Any]) -> bytes:
+    """An event document's leaf hash: SHA-256(0x00 || RFC 8785 of it)."""
+    return leaf_hash(merkle.canonical_json(document))
+
+
 async def append(
     session: AsyncSession,
     org: OrgScope,
-    entries: Sequence[tuple[uuid.UUID, uuid.UUID, dict[str, Any]]],
+    entries: Sequence[tuple[uuid.UUID, uuid.UUID, bytes]],
 ) -> list[int]:
-    """Append (event id, consent id, event document) leaves in order; their indexes."""
+    """Append (event id, consent id, leaf hash) leaves in order; their indexes.
+
+    The leaf hashes come computed (``leaf_of``): the head stays locked only for
+    the tree's own hashing and two statements.
+    """
     if not entries:
         return []
     current = await head(session, org, lock=True)
     frontier, size = current.frontier, current.size
     rows: list[dict[str, Any]] = []
     first = size
-    for event_id, consent_id, document in entries:
-        hashes = merkle.append(frontier, size, leaf_hash(merkle.canonical_json(document)))
+    for event_id, consent_id, leaf in entries:
+        hashes = merkle.append(frontier, size, leaf)
         rows.append(
             {
                 "org_id": org,
