@@ -350,3 +350,141 @@ async def test_a_nul_character_rejects_its_row_only(database, org, tmp_path):
     assert read_rejects(path)[1:] == [
         ["2", "agreement_text", "must not contain the NUL character (U+0000)"]
     ]
+
+
+def flip_flop_file(tmp_path: Path, name: str = "flips.csv") -> Path:
+    """60 contacts, each opting in and out again and again (120 rows per round, six
+    rounds): with batches of 120 rows, each batch holds every contact twice and
+    shares them all with the batches on either side of it."""
+    lines = ["contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number"]
+    for i in range(720):
+        contact = f"+155544{43000 + i % 60}"
+        opted_in = "true" if (i // 60) % 2 == 0 else "false"
+        at = f"2026-04-26T{12 + i // 60:02d}:{i % 60:02d}:00Z"
+        lines.append(f"{contact},{opted_in},{at},checkbox,Text {i},+15550100001")
+    return write(tmp_path, "\n".join(lines) + "\n", name)
+
+
+async def proof_log_is_whole(database, org) -> bool:
+    """One leaf per event, indexes 0..n-1 without a gap, the head at n."""
+    from agentmessage.db.models import LogHead, LogLeaf
+
+    async with database.session(writes=False) as session:
+        events = await session.scalar(
+            select(func.count()).select_from(ConsentEvent).where(ConsentEvent.org_id == org.id)
+        )
+        leaves = (
+            await session.scalars(
+                select(LogLeaf.leaf_index)
+                .where(LogLeaf.org_id == org.id)
+                .order_by(LogLeaf.leaf_index)
+            )
+        ).all()
+        size = await session.scalar(select(LogHead.size).where(LogHead.org_id == org.id))
+    return list(leaves) == list(range(events)) and size == events
+
+
+async def test_batches_in_flight_together_keep_the_file_order(database, tmp_path, monkeypatch):
+    """On PostgreSQL two batches are written at once; batches that touch the same
+    contacts still apply in file order, as in a one-at-a-time run."""
+    monkeypatch.setattr(importer, "BATCH_ROWS", 120)
+    together, one_by_one = await make_org(database), await make_org(database)
+    report = await import_consents(database, org_id=together.id, path=flip_flop_file(tmp_path))
+    monkeypatch.setattr(importer, "PIPELINE_DEPTH", 1)
+    alone = await import_consents(
+        database, org_id=one_by_one.id, path=flip_flop_file(tmp_path, "alone.csv")
+    )
+    assert (report.rows, report.accepted, report.rejected) == (720, 720, 0)
+    assert (alone.accepted, alone.rejected) == (720, 0)
+    history = await snapshot(database, together)
+    assert history == await snapshot(database, one_by_one)
+    # Each contact's twelve events in file order: in, out, in, out...
+    first = "+15554443000"
+    assert [r[1] for r in history if len(r) == 3 and r[0] == first] == ["opt_in", "opt_out"] * 6
+    states = {r[0]: (r[1], r[3].hour, r[3].minute) for r in history if len(r) == 6}
+    assert states == {f"+155544{43000 + n}": (False, 23, n) for n in range(60)}
+    assert await proof_log_is_whole(database, together)
+
+
+async def test_a_batch_the_database_refuses_takes_the_batch_after_it_back_too(
+    database, org, tmp_path
+):
+    """Batch 2 fails inside the database while batch 3 is already being written:
+    neither is kept, the checkpoint stays at batch 1, and a rerun (the fault gone)
+    equals one clean run."""
+    from sqlalchemy import text
+
+    from agentmessage.db.models import ImportRun
+
+    path = big_file(tmp_path, 3500)
+    refused = "+15550001500"  # line 1502: batch 2 (lines 1002..2001)
+    async with database.engine.begin() as connection:
+        if database.engine.dialect.name == "postgresql":
+            await connection.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "RAISE EXCEPTION 'refused by the test'; END $$"
+                )
+            )
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON consent_records FOR EACH ROW "
+                    f"WHEN (NEW.contact_number = '{refused}') EXECUTE FUNCTION refuse()"
+                )
+            )
+        else:
+            await connection.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON consent_records "
+                    f"WHEN NEW.contact_number = '{refused}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+    with pytest.raises(Exception, match="refused by the test"):
+        await import_consents(database, org_id=org.id, path=path)
+    async with database.session(writes=False) as session:
+        (run,) = (await session.scalars(select(ImportRun))).all()
+        records = await session.scalar(
+            select(func.count()).select_from(ConsentRecord).where(ConsentRecord.org_id == org.id)
+        )
+    assert run.committed_line == 1001
+    assert records == 1000 - len(range(0, 1000, 97)) == run.accepted
+    async with database.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "DROP TRIGGER refuse"
+                + (" ON consent_records" if database.engine.dialect.name == "postgresql" else "")
+            )
+        )
+    rerun = await import_consents(database, org_id=org.id, path=path)
+    assert rerun.resumed_after_line == 1001
+    clean_org = await make_org(database)
+    clean = await import_consents(
+        database, org_id=clean_org.id, path=big_file(tmp_path, 3500, "clean.csv")
+    )
+    assert (rerun.accepted, rerun.rejected) == (clean.accepted, clean.rejected)
+    assert await snapshot(database, org) == await snapshot(database, clean_org)
+    assert await proof_log_is_whole(database, org)
+
+
+async def test_a_short_batch_behind_a_long_one_waits_for_its_turn(database, org, tmp_path):
+    """The last batch (one row) is folded long before the 1000-row batch ahead of
+    it, and names a contact of that batch: it must still write after it (were it
+    to write first, each batch would wait for the other: a hang, caught here by
+    the time limit)."""
+    lines = ["contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number"]
+    lines += [
+        f"+1555{i:07d},true,2026-04-26T12:00:00Z,checkbox,Text {i},+15550100001"
+        for i in range(importer.BATCH_ROWS)
+    ]
+    lines.append("+15550000000,false,2026-04-26T13:00:00Z,checkbox,Stop,+15550100001")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    report = await asyncio.wait_for(import_consents(database, org_id=org.id, path=path), 60)
+    assert (report.accepted, report.rejected) == (importer.BATCH_ROWS + 1, 0)
+    history = await snapshot(database, org)
+    assert [r[1] for r in history if len(r) == 3 and r[0] == "+15550000000"] == [
+        "opt_in",
+        "opt_out",
+    ]
+    assert {r[0]: r[1] for r in history if len(r) == 6}["+15550000000"] is False
+    assert await proof_log_is_whole(database, org)

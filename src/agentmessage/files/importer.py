@@ -13,20 +13,24 @@ import asyncio
 import contextlib
 import multiprocessing
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.consent.capture import change_of
-from agentmessage.consent.changes import ConsentChange, record_changes
+from agentmessage.consent.changes import BatchResult, ConsentChange, Turn, record_changes
 from agentmessage.consent.repository import ConsentRepository
 from agentmessage.consent.schemas import parse_capture
-from agentmessage.db.engine import Database
+from agentmessage.db.engine import Database, is_postgresql
 from agentmessage.db.models import ImportRun, Organization
 from agentmessage.files.csvfile import (
     RejectsFile,
@@ -42,6 +46,8 @@ from agentmessage.kit.errors import ValidationFailed
 from agentmessage.orgs.plans import PLANS
 
 BATCH_ROWS = 1000
+# Batches in flight at once on PostgreSQL (see _Writes).
+PIPELINE_DEPTH = 2
 # From this size on (about 15,000 rows), rows are read and validated in a second
 # process; below it, starting one (about a second) would cost more than it saves.
 PROCESS_FROM_BYTES = 4 << 20
@@ -152,43 +158,59 @@ async def import_consents(
             if _is_large(path)
             else _ValidatorTask(_prepared(rows, settings, raw.tell))
         )
-        last_line = 0  # the last line of the last batch written
+
+        async def commit(prepared: _Prepared, result: BatchResult, session: AsyncSession) -> None:
+            """The batch's rejects, counts and checkpoint, then its commit: in file order."""
+            report.skipped += prepared.skipped
+            report.rows += prepared.rows
+            for line, details in prepared.rejected:
+                rejects.add(line, details)
+            for rejection in result.rejected:
+                rejects.add(rejection.index, rejection.details)
+            report.accepted += len(result.accepted)
+            rejects.flush()
+            if not dry_run:
+                await _checkpoint(
+                    session,
+                    org_id,
+                    digest,
+                    path.name,
+                    prepared.last_line,
+                    accepted=report.accepted,
+                    rejected=rejects.count,
+                )
+                await session.commit()
+            if progress is not None:
+                progress(prepared.bytes_read, report.rows)
+
+        writes = _Writes(
+            lambda: dry_session or database.session(writes=True),
+            lambda session, prepared, turn: record_changes(
+                session, org_scope, prepared.changes, turn=turn
+            ),
+            commit,
+            # One transaction at a time on SQLite (it has one writer) and in a dry run.
+            depth=PIPELINE_DEPTH if is_postgresql(database.engine) and not dry_run else 1,
+            closes_sessions=not dry_run,
+        )
+        unreadable: UnreadableFile | None = None
         try:
-            while (prepared := await batches.next()) is not None:
-                report.skipped += prepared.skipped
-                report.rows += prepared.rows
-                for line, details in prepared.rejected:
-                    rejects.add(line, details)
-                session = dry_session or database.session(writes=True)
-                result = await record_changes(session, org_scope, prepared.changes)
-                for rejection in result.rejected:
-                    rejects.add(rejection.index, rejection.details)
-                report.accepted += len(result.accepted)
-                rejects.flush()
-                if not dry_run:
-                    async with session:
-                        await _checkpoint(
-                            session,
-                            org_id,
-                            digest,
-                            path.name,
-                            prepared.last_line,
-                            accepted=report.accepted,
-                            rejected=rejects.count,
-                        )
-                        await session.commit()
-                last_line = prepared.last_line
-                if progress is not None:
-                    progress(prepared.bytes_read, report.rows)
-        except UnreadableFile as exc:
-            # Found mid-file: the batches before it are committed, and say so.
-            kept = f"lines up to {last_line} were imported" if last_line else "nothing was imported"
-            raise ImportUsageError(f"{exc}; {kept}") from None
+            try:
+                while (prepared := await batches.next()) is not None:
+                    await writes.submit(prepared)
+            except UnreadableFile as exc:
+                unreadable = exc  # found mid-file: what was read before it still commits
+            await writes.drain()
         finally:
+            await writes.cancel()
             await batches.close()
             if dry_session is not None:
                 await dry_session.rollback()
                 await dry_session.close()
+        if unreadable is not None:
+            last = writes.last_line
+            kept = f"lines up to {last} were imported" if last else "nothing was imported"
+            raise ImportUsageError(f"{unreadable}; {kept}")
         if not dry_run:
             async with database.session(writes=True) as session:
                 await _checkpoint(
@@ -217,29 +239,38 @@ async def _checkpoint(
     rejected: int,
     done: bool = False,
 ) -> None:
-    """Record how far the file got, in the batch's own transaction."""
+    """Record how far the file got, in the batch's own transaction: one statement
+    (it runs between two batches' commits, so it is kept short)."""
     now = utcnow()
-    run = await session.get(ImportRun, (org_id, digest))
-    if run is None:
-        run = ImportRun(
-            org_id=org_id,
-            file_sha256=digest,
-            file_name=name[:500],
-            committed_line=line or 1,
-            accepted=0,
-            rejected=0,
-            started_at=now,
-            updated_at=now,
-        )
-        session.add(run)
-    if line is not None:
-        run.committed_line = line
-    run.accepted = accepted
-    run.rejected = rejected
-    run.updated_at = now
+    statement = _checkpoint_statement(session.get_bind().dialect.name, line is not None, done)
+    await session.execute(
+        statement,
+        {
+            "org_id": org_id,
+            "file_sha256": digest,
+            "file_name": name[:500],
+            "committed_line": line or 1,
+            "accepted": accepted,
+            "rejected": rejected,
+            "started_at": now,
+            "updated_at": now,
+            "completed_at": now if done else None,
+        },
+    )
+
+
+@cache
+def _checkpoint_statement(dialect: str, moves_line: bool, done: bool) -> Any:
+    """INSERT the run, or UPDATE its counts (and line, and completion): built once."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    table = cast(Table, ImportRun.__table__)
+    insert = module.insert(table).values({c.name: bindparam(c.name) for c in table.c})
+    changes = {name: insert.excluded[name] for name in ("accepted", "rejected", "updated_at")}
+    if moves_line:
+        changes["committed_line"] = insert.excluded.committed_line
     if done:
-        run.completed_at = now
-    await session.flush()
+        changes["completed_at"] = insert.excluded.completed_at
+    return insert.on_conflict_do_update(index_elements=["org_id", "file_sha256"], set_=changes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +283,11 @@ class _Validation:
     file_name: str
     resume_after: int
     batch_rows: int
+    # The organization's sender number ids, each to itself (see _change).
+    ids: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ids.update((i, i) for i in self.numbers.values())
 
 
 @dataclass(slots=True)
@@ -264,6 +300,83 @@ class _Prepared:
     rejected: list[tuple[int, dict[str, str]]]
     bytes_read: int
     skipped: int
+
+
+class _Writes:
+    """Batches written ``depth`` at a time, each in its own transaction, committed
+    one after the other in file order.
+
+    On PostgreSQL a batch's records, events and leaf hashes are computed while
+    the batch before it is in the database; then it writes once that one has
+    written (``record_changes``'s turn), and commits, with its checkpoint, once
+    that one is done. So a batch only ever waits for the one before it, never the
+    reverse, and no wait can close a circle. If a batch fails, the one after it
+    rolls back unsaved: the checkpoint never passes a batch that is not stored.
+    """
+
+    def __init__(
+        self,
+        new_session: Callable[[], AsyncSession],
+        write: Callable[[AsyncSession, _Prepared, Turn], Awaitable[BatchResult]],
+        commit: Callable[[_Prepared, BatchResult, AsyncSession], Awaitable[None]],
+        *,
+        depth: int,
+        closes_sessions: bool,
+    ) -> None:
+        self._new_session = new_session
+        self._write = write
+        self._commit = commit
+        self._depth = depth
+        self._closes_sessions = closes_sessions
+        self._in_flight: deque[tuple[asyncio.Task[None], asyncio.Event]] = deque()
+        self.last_line = 0  # the last line of the last batch committed
+
+    async def submit(self, prepared: _Prepared) -> None:
+        """Start writing ``prepared``; first waits for the oldest batch if ``depth``
+        are in flight (and raises its error, if it failed)."""
+        if len(self._in_flight) >= self._depth:
+            await self._in_flight.popleft()[0]
+        previous = self._in_flight[-1] if self._in_flight else None
+        written = asyncio.Event()
+        task = asyncio.create_task(self._run(prepared, previous, written))
+        self._in_flight.append((task, written))
+
+    async def drain(self) -> None:
+        while self._in_flight:
+            await self._in_flight.popleft()[0]
+
+    async def cancel(self) -> None:
+        """Stop whatever is still in flight (after an error): it rolls back."""
+        tasks = [task for task, _ in self._in_flight]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._in_flight.clear()
+
+    async def _run(
+        self,
+        prepared: _Prepared,
+        previous: tuple[asyncio.Task[None], asyncio.Event] | None,
+        written: asyncio.Event,
+    ) -> None:
+        async def turn() -> None:
+            if previous is not None:
+                await previous[1].wait()
+
+        session = self._new_session()
+        try:
+            try:
+                result = await self._write(session, prepared, turn)
+            finally:
+                written.set()  # also on failure: the next batch must not wait forever
+            if previous is not None:
+                # Raises the earlier batch's error: this one then rolls back unsaved.
+                await asyncio.shield(previous[0])
+            await self._commit(prepared, result, session)
+            self.last_line = prepared.last_line
+        finally:
+            if self._closes_sessions:
+                await session.close()
 
 
 def _is_large(path: Path) -> bool:
@@ -446,6 +559,8 @@ def _change(
             )
         )
         return None
+    # One id object per sender number: a batch then pickles each number once.
+    capture.phone_number_id = settings.ids.get(capture.phone_number_id, capture.phone_number_id)
     actor = {"type": "import", "file": settings.file_name, "line": row.line}
     return change_of(capture, actor, "import:csv")
 
