@@ -14,6 +14,7 @@ _RFC3339 = re.compile(
 )
 
 
+_BEYOND_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
 _ZERO = timedelta(0)
 
 
@@ -36,8 +37,9 @@ def parse_rfc3339(value: object) -> datetime:
             "rfc3339", "must be an RFC 3339 date-time such as 2026-04-26T12:00:00Z"
         )
     text = value.upper().replace(" ", "T")
-    # Python keeps microseconds only: cut nanoseconds rather than refuse them.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    if "." in text:
+        # Python keeps microseconds only: cut nanoseconds rather than refuse them.
+        text = _BEYOND_MICROSECONDS.sub(r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
