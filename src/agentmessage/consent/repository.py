@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
@@ -68,9 +69,6 @@ class ConsentState:
     @classmethod
     def of(cls, record: ConsentRecord) -> ConsentState:
         return cls(**{name: getattr(record, name) for name in cls.__slots__})
-
-    def row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +174,8 @@ class ConsentRepository:
         if not states:
             return set()
         table = cast(Table, ConsentRecord.__table__)
-        rows = [state.row() for state in states]
-        return set(await insert_returning_new(self.session, table, rows, "id"))
+        columns = {name: list(map(attrgetter(name), states)) for name in ConsentState.__slots__}
+        return set(await insert_returning_new(self.session, table, columns, "id"))
 
     async def update_states(self, org: OrgScope, states: Sequence[ConsentState]) -> None:
         """Write the new state of existing records: one executemany statement."""

@@ -95,26 +95,29 @@ def _json(value: Any) -> str | None:
 
 
 async def insert_returning_new(
-    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], key: str
+    session: AsyncSession, table: Table, columns: Mapping[str, Sequence[Any]], key: str
 ) -> list[Any]:
-    """INSERT ``rows``, skipping any that collides with a unique constraint; the
-    ``key`` column of the rows actually inserted.
+    """INSERT rows given as ``columns`` (each column's values, in row order),
+    skipping any that collides with a unique constraint; the ``key`` column of the
+    rows actually inserted.
 
-    On PostgreSQL one prepared statement over column arrays
+    On PostgreSQL one prepared statement over the column arrays
     (``INSERT ... SELECT * FROM unnest($1, $2, ...) ON CONFLICT DO NOTHING``),
     whatever the batch size; elsewhere an executemany of ``ON CONFLICT DO NOTHING``.
     """
-    if not rows:
+    names = list(columns)
+    if not names or not columns[names[0]]:
         return []
-    columns = list(rows[0])
     if session.get_bind().dialect.name != "postgresql":
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
         statement = insert_or_ignore(session, table).returning(table.c[key])
-        return list((await session.execute(statement, [dict(r) for r in rows])).scalars())
-    sql = _unnest_insert(table, tuple(columns), key)
-    arrays = [[row[name] for row in rows] for name in columns]
+        return list((await session.execute(statement, rows)).scalars())
+    sql = _unnest_insert(table, tuple(names), key)
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    found = await raw.driver_connection.fetch(sql, *arrays)  # type: ignore[union-attr]
+    found = await raw.driver_connection.fetch(sql, *columns.values())  # type: ignore[union-attr]
     return [record[0] for record in found]
 
 

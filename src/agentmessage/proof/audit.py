@@ -126,9 +126,7 @@ async def audit(
                 report.fail(f"leaf {index}: its event {row.event_id} is missing", leaf=index)
                 break
             document = log.document_of(row, row.phone_number_id, row.contact_number)
-            hashes = merkle.append(
-                frontier, size, merkle.leaf_hash(merkle.canonical_json(document))
-            )
+            hashes = merkle.append(frontier, size, log.leaf_of(document))
             if row.hashes[:32] != hashes[:32]:
                 report.fail(
                     f"leaf {index}: event {row.event_id} differs from what the log recorded",

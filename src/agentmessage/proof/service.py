@@ -21,7 +21,7 @@ from agentmessage.db.models import LogKey, LogLeaf, Organization
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import NotFound, ValidationFailed
 from agentmessage.kit.timefmt import format_rfc3339
-from agentmessage.proof import log, merkle
+from agentmessage.proof import log
 from agentmessage.proof.keys import Signer
 from agentmessage.proof.verify import PACKET_FORMAT, PublicKey
 
@@ -140,9 +140,7 @@ async def packet(
             {
                 "leaf_index": leaf.leaf_index,
                 "event": document,
-                "leaf_hash": b64(merkle.leaf_hash(merkle.canonical_json(document)))
-                if document
-                else None,
+                "leaf_hash": b64(log.leaf_of(document)) if document else None,
                 "inclusion_proof": [b64(h) for h in paths[leaf.leaf_index]],
             }
         )
