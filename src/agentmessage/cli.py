@@ -255,6 +255,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.files.importer import ImportUsageError, import_consents
     from agentmessage.files.progress import file_progress
+    from agentmessage.kit.collector import settle_for_batches
 
     path = Path(args.file)
     if not path.is_file():
@@ -263,6 +264,7 @@ def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
 
     async def run() -> dict[str, Any]:
         async with _migrated(settings) as database:
+            settle_for_batches()
             with file_progress(f"importing {path.name}", size) as progress:
                 report = await import_consents(
                     database,
@@ -299,6 +301,7 @@ def cmd_consents_import(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_consents_export(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.consent.repository import ListFilters
     from agentmessage.files.exporter import export_rows, write_export
+    from agentmessage.kit.collector import settle_for_batches
 
     filters = ListFilters(
         contact_number=args.contact_number,
@@ -313,6 +316,7 @@ def cmd_consents_export(settings: Settings, args: argparse.Namespace) -> None:
             async with database.session(writes=False) as session:
                 if await session.get(Organization, args.org) is None:
                     _fail("organization not found")
+            settle_for_batches()
             rows = export_rows(database, OrgScope(args.org), filters)
             return await write_export(rows, out, args.format)
 
@@ -327,6 +331,7 @@ def cmd_consents_export(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_deactivations_import(settings: Settings, args: argparse.Namespace) -> None:
     from agentmessage.deactivations.feed import FeedUsageError, import_feed
     from agentmessage.files.progress import file_progress
+    from agentmessage.kit.collector import settle_for_batches
 
     path = Path(args.file)
     if not path.is_file():
@@ -335,6 +340,7 @@ def cmd_deactivations_import(settings: Settings, args: argparse.Namespace) -> No
 
     async def run() -> dict[str, Any]:
         async with _migrated(settings) as database:
+            settle_for_batches()
             with file_progress(f"applying {path.name}", size) as progress:
                 return (await import_feed(database, path, progress)).as_json()
 

@@ -42,6 +42,7 @@ from agentmessage.files.csvfile import (
     rejects_path,
 )
 from agentmessage.kit.clock import utcnow
+from agentmessage.kit.collector import settle_for_batches
 from agentmessage.kit.errors import ValidationFailed
 from agentmessage.orgs.plans import PLANS
 
@@ -485,6 +486,7 @@ class _ValidatorProcess:
 
 def _validate_in_child(path: str, settings: _Validation, out: Connection) -> None:
     """The child's work: every batch of the file, then None (or the exception)."""
+    settle_for_batches()
     try:
         try:
             text, raw = open_text(Path(path))
