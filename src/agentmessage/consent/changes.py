@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -218,9 +218,21 @@ class _Contact:
         self.leaves.append((accepted.event_id, record.id, log.leaf_of(document)))
 
 
-Turn = Callable[[], Awaitable[None]]
+class Turn(Protocol):
+    """How a caller writing batches on several connections at once orders them
+    (see ``record_changes``)."""
+
+    async def take(self) -> None:
+        """Awaited before the batch's first write."""
+
+    def pass_on(self) -> None:
+        """Called once the batch's records are written and the log's head is
+        locked: from there on it waits for no other writer, so the next batch
+        may write."""
+
+
+# A folding batch given a turn yields to the event loop every this many contacts.
 YIELD_EVERY = 50
-"""Awaited by ``record_changes`` before its first write (see there)."""
 
 
 async def record_changes(
@@ -238,8 +250,9 @@ async def record_changes(
 
     What can be computed before writing is (records, events, documents and their
     leaf hashes), so row and log locks are held only while the statements run.
-    ``turn``, when given, is awaited between the two: a caller writing batches
-    on several connections at once orders their writes with it.
+    The writes then go records first, then the lock of the organization's log
+    head, then events and leaves. ``turn``, when given, is taken before the first
+    write and passed on once the head is locked.
     """
     result = BatchResult()
     repo = ConsentRepository(session)
@@ -268,10 +281,10 @@ async def record_changes(
                 # server would otherwise idle until this whole batch is folded.
                 await asyncio.sleep(0)
         if turn is not None:
-            await turn()
+            await turn.take()
     else:
         if turn is not None:
-            await turn()
+            await turn.take()
         existing = await repo.lock_states(org, list(contacts))
         for key, contact in contacts.items():
             contact.before = existing.get(key)
@@ -303,9 +316,13 @@ async def record_changes(
     # History in the order its ids were made (a refolded contact's come last).
     events.sort(key=_event_id)
     leaves.sort(key=_first)
-    await repo.insert_events(events)
     # Every event is a leaf of the organization's log, in the same transaction.
-    await log.append(session, org, leaves)
+    head = await log.head(session, org, lock=True) if leaves else None
+    if turn is not None:
+        turn.pass_on()
+    await repo.insert_events(events)
+    if head is not None:
+        await log.append(session, org, head, leaves)
     return result
 
 

@@ -308,11 +308,14 @@ class _Writes:
     one after the other in file order.
 
     On PostgreSQL a batch's records, events and leaf hashes are computed while
-    the batch before it is in the database; then it writes once that one has
-    written (``record_changes``'s turn), and commits, with its checkpoint, once
-    that one is done. So a batch only ever waits for the one before it, never the
-    reverse, and no wait can close a circle. If a batch fails, the one after it
-    rolls back unsaved: the checkpoint never passes a batch that is not stored.
+    the batch before it is in the database. It writes its records once that one
+    has written its own and locked the proof log's head (``record_changes``'s
+    turn: from there on that batch waits for nobody), so the two batches' other
+    statements run side by side; it locks the head itself once that one has
+    committed, and commits, with its checkpoint, once that one is done. So a batch
+    only ever waits for the one before it, never the reverse, and no wait can
+    close a circle. If a batch fails, the one after it rolls back unsaved: the
+    checkpoint never passes a batch that is not stored.
     """
 
     def __init__(
@@ -360,14 +363,10 @@ class _Writes:
         previous: tuple[asyncio.Task[None], asyncio.Event] | None,
         written: asyncio.Event,
     ) -> None:
-        async def turn() -> None:
-            if previous is not None:
-                await previous[1].wait()
-
         session = self._new_session()
         try:
             try:
-                result = await self._write(session, prepared, turn)
+                result = await self._write(session, prepared, _Turn(previous, written))
             finally:
                 written.set()  # also on failure: the next batch must not wait forever
             if previous is not None:
@@ -378,6 +377,23 @@ class _Writes:
         finally:
             if self._closes_sessions:
                 await session.close()
+
+
+class _Turn:
+    """A batch's turn: it writes once the batch ahead has passed its turn on."""
+
+    def __init__(
+        self, previous: tuple[asyncio.Task[None], asyncio.Event] | None, written: asyncio.Event
+    ) -> None:
+        self._previous = previous[1] if previous else None
+        self._written = written
+
+    async def take(self) -> None:
+        if self._previous is not None:
+            await self._previous.wait()
+
+    def pass_on(self) -> None:
+        self._written.set()
 
 
 def _is_large(path: Path) -> bool:

@@ -150,17 +150,15 @@ def leaf_of(document: dict[str, Any]) -> bytes:
 async def append(
     session: AsyncSession,
     org: OrgScope,
+    current: Head,
     entries: Sequence[tuple[uuid.UUID, uuid.UUID, bytes]],
 ) -> list[int]:
-    """Append (event id, consent id, leaf hash) leaves in order; their indexes.
-
-    The leaf hashes come computed (``leaf_of``): the head stays locked only for
-    the tree's own hashing and two statements.
-    """
+    """Append (event id, consent id, leaf hash) leaves in order after ``current``,
+    the head as read with ``head(..., lock=True)`` in this transaction; their
+    indexes. The leaf hashes come computed (``leaf_of``)."""
     if not entries:
         return []
-    current = await head(session, org, lock=True)
-    frontier, size = current.frontier, current.size
+    frontier, size = list(current.frontier), current.size
     rows: list[dict[str, Any]] = []
     first = size
     for event_id, consent_id, leaf in entries:
