@@ -558,6 +558,30 @@ def run_backends(
     return figures
 
 
+def main_per_backend(
+    backends: Sequence[Backend],
+    measure: Callable[[Backend], list[Figure]],
+    title: Callable[[Backend], str],
+) -> int:
+    """A benchmark run on its own: each backend's figures as a table under its
+    title; one failing does not stop the others. The exit status: 1 if any failed."""
+    failed: list[Backend] = []
+    for backend in backends:
+        try:
+            rows = measure(backend)
+        except Exception:
+            traceback.print_exc()
+            print(f"{backend}: failed, see above", file=sys.stderr, flush=True)
+            failed.append(backend)
+            continue
+        print(f"\n{title(backend)}\n")
+        print(figures_table(rows))
+    if failed:
+        print(f"errors on: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 FIGURE_HEADERS: Final = ("figure", "size", "result", "detail", "target", "verdict")
 
 

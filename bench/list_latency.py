@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import tempfile
 import time
-import traceback
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,9 +57,9 @@ from bench.common import (
     Tenant,
     add_phone_number,
     create_tenant,
-    figures_table,
     load_consents,
     loaded_contact,
+    main_per_backend,
     migrated_engine,
     open_engine,
     run_backends,
@@ -386,21 +385,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    failed: list[Backend] = []
-    for backend in args.backend or BACKENDS:
-        try:
-            rows = figures(run_backend(backend, args), args)
-        except Exception:
-            traceback.print_exc()
-            progress(f"{backend}: failed, see above")
-            failed.append(backend)
-            continue
-        print(f"\nGET /v1/consent?limit={LIMIT}, {args.records:,} records, {backend}\n")
-        print(figures_table(rows))
-    if failed:
-        print(f"errors on: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return main_per_backend(
+        args.backend or BACKENDS,
+        lambda backend: figures(run_backend(backend, args), args),
+        lambda backend: f"GET /v1/consent?limit={LIMIT}, {args.records:,} records, {backend}",
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import json
 import random
 import tempfile
 import time
-import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
@@ -47,7 +46,7 @@ from bench.common import (
     Server,
     Tenant,
     create_tenant,
-    figures_table,
+    main_per_backend,
     migrated_engine,
     run_backends,
     running_server,
@@ -262,21 +261,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    failed: list[Backend] = []
-    for backend in args.backend or BACKENDS:
-        try:
-            rows = figures(run_backend(backend, args))
-        except Exception:
-            traceback.print_exc()
-            progress(f"{backend}: failed, see above")
-            failed.append(backend)
-            continue
-        print(f"\nServer memory on {backend}, bulk calls with 8 MiB bodies\n")
-        print(figures_table(rows))
-    if failed:
-        print(f"errors on: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return main_per_backend(
+        args.backend or BACKENDS,
+        lambda backend: figures(run_backend(backend, args)),
+        lambda backend: f"Server memory on {backend}, bulk calls with 8 MiB bodies",
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import asyncio
 import json
 import tempfile
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -60,8 +59,8 @@ from bench.common import (
     WrkLoad,
     WrkRun,
     create_tenant,
-    figures_table,
     load_consents,
+    main_per_backend,
     migrated_engine,
     open_engine,
     run_backends,
@@ -368,24 +367,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    failed: list[Backend] = []
-    for backend in args.backend or BACKENDS:
-        try:
-            rows = figures(run_backend(backend, args))
-        except Exception:
-            traceback.print_exc()
-            progress(f"{backend}: failed, see above")
-            failed.append(backend)
-            continue
-        print(
-            f"\nThroughput on {backend}: wrk, {WRK_THREADS} threads, {WRK_CONNECTIONS} "
-            f"connections, {args.seconds} s a run\n"
-        )
-        print(figures_table(rows))
-    if failed:
-        print(f"errors on: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return main_per_backend(
+        args.backend or BACKENDS,
+        lambda backend: figures(run_backend(backend, args)),
+        lambda backend: (
+            f"Throughput on {backend}: wrk, {WRK_THREADS} threads, {WRK_CONNECTIONS} "
+            f"connections, {args.seconds} s a run"
+        ),
+    )
 
 
 if __name__ == "__main__":
