@@ -4,12 +4,12 @@ history (``at``), stored with the question in the same transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select
+from sqlalchemy import ColumnElement, Table, and_, case, exists, false, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
@@ -35,7 +35,7 @@ DEACTIVATED = "number_deactivated"
 
 
 @dataclass(slots=True)
-class _State:
+class State:
     """One contact's consent, now or as of a moment."""
 
     consent_id: uuid.UUID
@@ -51,8 +51,7 @@ async def check(session: AsyncSession, caller: Caller, body: CheckRequest) -> di
     if await session.get(PhoneNumber, (org, body.phone_number_id)) is None:
         raise NotFound("phone number not found")
     now = utcnow()
-    valid_set = {c for c in body.contact_numbers if e164_problem(c) is None}
-    valid = sorted(valid_set)
+    valid = valid_contacts(body.contact_numbers)
     at = body.at
     if valid:
         states = (
@@ -64,29 +63,47 @@ async def check(session: AsyncSession, caller: Caller, body: CheckRequest) -> di
         pending = await _pending(session, org, body.phone_number_id, undecided, at or now)
     else:
         states, pending = {}, set()
+    decision = decide(caller, body, valid, states, pending, now)
+    # A Core INSERT: the ORM's unit of work cost more than the statement here.
+    await session.execute(INSERT_DECISION, decision)
+    return decision_json(decision)
+
+
+def valid_contacts(contacts: Sequence[str]) -> list[str]:
+    """The E.164 ones, each once, sorted (the order the reads take them in)."""
+    return sorted({c for c in contacts if e164_problem(c) is None})
+
+
+def decide(
+    caller: Caller,
+    body: CheckRequest,
+    valid: Sequence[str],
+    states: Mapping[str, State],
+    pending: Set[str],
+    now: datetime,
+) -> dict[str, Any]:
+    """The decision's row: an answer per contact asked, in the order asked."""
+    valid_set = set(valid)
     results = [
         _answer(c, c in valid_set, states.get(c), c in pending) for c in body.contact_numbers
     ]
-    decision = {
-        "org_id": org,
+    return {
+        "org_id": caller.org_id,
         "id": new_id(),
         "phone_number_id": body.phone_number_id,
-        "at": at,
+        "at": body.at,
         "contacts": len(results),
         "results": results,
         "actor": caller.actor,
         "created_at": now,
     }
-    # A Core INSERT: the ORM's unit of work cost more than the statement here.
-    await session.execute(_INSERT_DECISION, decision)
-    return _decision_json(decision)
 
 
-_INSERT_DECISION = insert(cast(Table, ConsentDecision.__table__))
+INSERT_DECISION = insert(cast(Table, ConsentDecision.__table__))
 _SHOWN = ("id", "created_at", "phone_number_id", "at", "results")
 
 
-def _decision_json(decision: dict[str, Any]) -> dict[str, Any]:
+def decision_json(decision: dict[str, Any]) -> dict[str, Any]:
     """The stored decision (its row's values) as the API answers it."""
     return {
         "decision_id": str(decision["id"]),
@@ -103,7 +120,7 @@ async def get_decision(
     decision = await session.get(ConsentDecision, (org, decision_id))
     if decision is None:
         raise NotFound("decision not found")
-    return _decision_json(
+    return decision_json(
         {
             name: getattr(decision, name)
             for name in ("id", "created_at", "phone_number_id", "at", "results")
@@ -111,7 +128,7 @@ async def get_decision(
     )
 
 
-def _answer(contact: str, valid: bool, state: _State | None, pending: bool) -> dict[str, Any]:
+def _answer(contact: str, valid: bool, state: State | None, pending: bool) -> dict[str, Any]:
     if not valid:
         return _result(contact, False, "invalid_number", None)
     if state is not None and state.opted_in:
@@ -125,7 +142,7 @@ def _answer(contact: str, valid: bool, state: _State | None, pending: bool) -> d
     return _result(contact, False, "no_consent", None)
 
 
-def _result(contact: str, allowed: bool, reason: str, state: _State | None) -> dict[str, Any]:
+def _result(contact: str, allowed: bool, reason: str, state: State | None) -> dict[str, Any]:
     return {
         "contact_number": contact,
         "allowed": allowed,
@@ -141,47 +158,79 @@ def _time(value: datetime | None) -> str | None:
     return format_rfc3339(value) if value else None
 
 
-async def _now(
-    session: AsyncSession, org: OrgScope, phone: uuid.UUID, contacts: Sequence[str]
-) -> dict[str, _State]:
-    """Current state, from the records: one indexed read (plus one for opt-outs)."""
-    statement = select(
+def record_columns() -> tuple[Any, ...]:
+    """A contact's record as ``State`` takes it: id, contact, opted_in, opted_in_at,
+    opted_out_at, method, and whether its opt-out is a carrier deactivation."""
+    deactivation = exists().where(
+        ConsentEvent.org_id == ConsentRecord.org_id,
+        ConsentEvent.consent_id == ConsentRecord.id,
+        ConsentEvent.type == "opt_out",
+        ConsentEvent.reason == DEACTIVATED,
+        ConsentEvent.occurred_at == ConsentRecord.opted_out_at,
+    )
+    return (
         ConsentRecord.id,
         ConsentRecord.contact_number,
         ConsentRecord.opted_in,
         ConsentRecord.opted_in_at,
         ConsentRecord.opted_out_at,
         ConsentRecord.consent_method,
-    ).where(
+        # Looked for only behind an opt-out: an opted-in record answers opted_in.
+        case((ConsentRecord.opted_in, false()), else_=deactivation).label("deactivated"),
+    )
+
+
+def record_criteria(
+    org: OrgScope | ColumnElement[Any], phone: Any, contacts: ColumnElement[bool]
+) -> tuple[ColumnElement[bool], ...]:
+    """The records of ``contacts`` (a condition on the contact number) for one
+    sender number. ``org`` is the authenticated organization, or an expression
+    that yields it from the key (the fast path's one statement)."""
+    return (
         ConsentRecord.org_id == org,
         ConsentRecord.phone_number_id == phone,
-        one_of(session, ConsentRecord.contact_number, contacts, String()),
+        contacts,
     )
-    states = {
-        row.contact_number: _State(
-            row.id, row.opted_in, row.opted_in_at, row.opted_out_at, row.consent_method
+
+
+def pending_criteria(
+    org: OrgScope | ColumnElement[Any], phone: Any, contacts: ColumnElement[bool], at: Any
+) -> tuple[ColumnElement[bool], ...]:
+    """Double opt-in challenges of ``contacts`` awaiting their reply at ``at``."""
+    return (
+        Challenge.org_id == org,
+        Challenge.phone_number_id == phone,
+        contacts,
+        Challenge.created_at <= at,
+        Challenge.expires_at > at,
+        or_(
+            and_(Challenge.state == OPEN, Challenge.resolved_at.is_(None)),
+            Challenge.resolved_at > at,
+        ),
+    )
+
+
+def state_of(row: Sequence[Any]) -> State:
+    """A ``State`` from a row of ``record_columns``."""
+    consent_id, _, opted_in, opted_in_at, opted_out_at, method, deactivated = row
+    return State(consent_id, opted_in, opted_in_at, opted_out_at, method, bool(deactivated))
+
+
+async def _now(
+    session: AsyncSession, org: OrgScope, phone: uuid.UUID, contacts: Sequence[str]
+) -> dict[str, State]:
+    """Current state, from the records: one indexed read."""
+    statement = select(*record_columns()).where(
+        *record_criteria(
+            org, phone, one_of(session, ConsentRecord.contact_number, contacts, String())
         )
-        for row in await session.execute(statement)
-    }
-    out = {s.consent_id: s for s in states.values() if not s.opted_in and s.opted_out_at}
-    if out:
-        # An opt-out that is a carrier deactivation answers number_deactivated.
-        deactivations = select(ConsentEvent.consent_id, ConsentEvent.occurred_at).where(
-            ConsentEvent.org_id == org,
-            ConsentEvent.consent_id.in_(list(out)),
-            ConsentEvent.type == "opt_out",
-            ConsentEvent.reason == DEACTIVATED,
-        )
-        for row in await session.execute(deactivations):
-            state = out[row.consent_id]
-            if state.opted_out_at == row.occurred_at:
-                state.deactivated = True
-    return states
+    )
+    return {row[1]: state_of(row) for row in await session.execute(statement)}
 
 
 async def _as_of(
     session: AsyncSession, org: OrgScope, phone: uuid.UUID, contacts: Sequence[str], at: datetime
-) -> dict[str, _State]:
+) -> dict[str, State]:
     """State as of ``at``: each contact's events that had taken effect by then,
     folded in the order they took effect."""
     statement = (
@@ -202,11 +251,11 @@ async def _as_of(
         )
         .order_by(ConsentEvent.occurred_at, ConsentEvent.created_at, ConsentEvent.id)
     )
-    states: dict[str, _State] = {}
+    states: dict[str, State] = {}
     for row in await session.execute(statement):
         state = states.get(row.contact_number)
         if state is None:
-            state = states[row.contact_number] = _State(row.consent_id, False, None, None, None)
+            state = states[row.contact_number] = State(row.consent_id, False, None, None, None)
         if row.type == "opt_in":
             state.opted_in, state.opted_in_at, state.opted_out_at = True, row.occurred_at, None
             state.deactivated = False
@@ -223,15 +272,6 @@ async def _pending(
     """Contacts with a double opt-in challenge awaiting their reply at ``at``."""
     if not contacts:
         return set()
-    statement = select(Challenge.contact_number).where(
-        Challenge.org_id == org,
-        Challenge.phone_number_id == phone,
-        one_of(session, Challenge.contact_number, contacts, String()),
-        Challenge.created_at <= at,
-        Challenge.expires_at > at,
-        or_(
-            and_(Challenge.state == OPEN, Challenge.resolved_at.is_(None)),
-            Challenge.resolved_at > at,
-        ),
-    )
+    contact = one_of(session, Challenge.contact_number, contacts, String())
+    statement = select(Challenge.contact_number).where(*pending_criteria(org, phone, contact, at))
     return set((await session.scalars(statement)).all())
