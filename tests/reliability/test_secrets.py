@@ -71,7 +71,7 @@ async def test_an_api_key_is_stored_only_as_its_hash(client, session, tenant):
 def test_keys_and_other_secrets_are_compared_in_constant_time():
     """Source-level: the comparisons of secrets go through hmac.compare_digest."""
     for function, compared in (
-        (auth_service.authenticate, "hmac.compare_digest(row.key_hash, digest)"),
+        (auth_service.caller_of, 'hmac.compare_digest(row["key_hash"], digest)'),
         (csrf, "hmac.compare_digest("),
         (cursor, "hmac.compare_digest(mac,"),
     ):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import NewType, cast
+from typing import Any, NewType, cast
 
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -91,7 +91,7 @@ _KEYS = cast(Table, ApiKey.__table__)
 _ORGS = cast(Table, Organization.__table__)
 # Core, not the ORM: authentication runs on every request, and an ORM session
 # (with its BEGIN and ROLLBACK) cost a millisecond of CPU more than this.
-_CALLER = (
+CALLER_BY_DIGEST = (
     select(
         _KEYS.c.org_id,
         _KEYS.c.id,
@@ -112,18 +112,21 @@ async def authenticate(connection: AsyncConnection, presented: str) -> Caller | 
     if not looks_like_key(presented):
         return None
     digest = hash_key(presented)
-    row = (await connection.execute(_CALLER, {"digest": digest})).first()
-    if row is None:
-        return None
+    row = (await connection.execute(CALLER_BY_DIGEST, {"digest": digest})).first()
+    return None if row is None else caller_of(row._mapping, digest)
+
+
+def caller_of(row: Mapping[Any, Any], digest: str) -> Caller | None:
+    """The caller of a row of ``CALLER_BY_DIGEST``; None for a revoked key."""
     # The lookup matched on the digest already; comparing again in constant time
     # costs nothing and keeps timing out of the picture whatever the index does.
-    if not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
+    if not hmac.compare_digest(row["key_hash"], digest) or row["revoked_at"] is not None:
         return None
     return Caller(
-        org_id=OrgScope(row.org_id),
-        org_name=row.name,
-        plan=row.plan,
-        rate_limit_per_minute=row.rate_limit_per_minute,
-        key_id=row.id,
-        scopes=frozenset(row.scopes.split()),
+        org_id=OrgScope(row["org_id"]),
+        org_name=row["name"],
+        plan=row["plan"],
+        rate_limit_per_minute=row["rate_limit_per_minute"],
+        key_id=row["id"],
+        scopes=frozenset(row["scopes"].split()),
     )

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Final, Protocol, cast
 
 from redis.asyncio import Redis
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Delete, Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentmessage.db.engine import Database
@@ -93,13 +93,13 @@ class RateLimiter:
             total, allowed = await self.store.spent(owner, start), False
         else:
             allowed, total = await self.store.spend(owner, start, cost, limit)
-        return _decision(allowed, limit, total, now)
+        return decision_of(allowed, limit, total, now)
 
     async def peek(self, owner: uuid.UUID, *, limit: int) -> RateLimitDecision:
         """Where the owner stands this minute, spending nothing (``allowed`` is True)."""
         now = utcnow()
         total = await self.store.spent(owner, window_start(now))
-        return _decision(True, limit, total, now)
+        return decision_of(True, limit, total, now)
 
     async def close(self) -> None:
         await self.store.close()
@@ -109,7 +109,8 @@ def window_start(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
-def _decision(allowed: bool, limit: int, total: int, now: datetime) -> RateLimitDecision:
+def decision_of(allowed: bool, limit: int, total: int, now: datetime) -> RateLimitDecision:
+    """The answer to a hit at ``now`` that left the window at ``total``."""
     left = (window_start(now) + WINDOW - now).total_seconds()
     return RateLimitDecision(
         allowed=allowed,
@@ -131,7 +132,7 @@ class DatabaseStore:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._spend = insert_or_add(
+        self.spend_statement = insert_or_add(
             database.engine.dialect.name,
             _WINDOWS,
             conflict=["org_id", "window_start"],
@@ -143,7 +144,7 @@ class DatabaseStore:
     ) -> tuple[bool, int]:
         async with self.database.statement(writes=True) as connection:
             total = await connection.scalar(
-                self._spend,
+                self.spend_statement,
                 {"org_id": owner, "window_start": window_start, "spent": cost, "at_most": limit},
             )
             if total is None:
@@ -151,12 +152,15 @@ class DatabaseStore:
             if total == cost:
                 # This spend opened the window (every spend costs >= 1): a cheap
                 # moment, once per owner and minute, to drop its stale windows.
-                await connection.execute(
-                    delete(_WINDOWS).where(
-                        _WINDOWS.c.org_id == owner, _WINDOWS.c.window_start < window_start - RETAIN
-                    )
-                )
+                await connection.execute(self.stale(owner, window_start))
             return True, int(total)
+
+    @staticmethod
+    def stale(owner: uuid.UUID, window_start: datetime) -> Delete:
+        """Deletes the owner's windows older than ``RETAIN`` before ``window_start``."""
+        return delete(_WINDOWS).where(
+            _WINDOWS.c.org_id == owner, _WINDOWS.c.window_start < window_start - RETAIN
+        )
 
     async def spent(self, owner: uuid.UUID, window_start: datetime) -> int:
         async with self.database.statement(writes=False) as connection:
