@@ -6,9 +6,11 @@ runs inside a transaction that is rolled back, and the app's sessions join it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.settings import Settings
 from tests.fixtures.builders import Tenant, make_tenant
 from tests.fixtures.postgres import PostgresCluster, cluster_for_tests
+from tests.fixtures.redis import RedisServer, RedisUnavailable
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -94,8 +97,27 @@ class TestDatabase(Database):
         async with self.connection.begin_nested():
             yield self.connection
 
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[Any]:
+        async with self.connection.begin_nested():
+            raw = await self.connection.get_raw_connection()
+            yield raw.driver_connection
+
     async def dispose(self) -> None:
         pass
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the suite's own (required in CI, skipped elsewhere if absent)."""
+    try:
+        server = RedisServer().start()
+    except RedisUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"redis-server is required in CI: {exc}")
+        pytest.skip(f"redis-server unavailable: {exc}")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
