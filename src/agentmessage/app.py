@@ -14,6 +14,7 @@ from agentmessage.consent.endpoints import router as consent_router
 from agentmessage.db.engine import Database, create_engine
 from agentmessage.deactivations.endpoints import router as deactivations_router
 from agentmessage.decisions.endpoints import router as decisions_router
+from agentmessage.decisions.fast import FastCheck
 from agentmessage.health import router as health_router
 from agentmessage.hosted.endpoints import router as hosted_router
 from agentmessage.hosted.pages import router as hosted_pages_router
@@ -107,6 +108,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(hosted_pages_router)
     app.include_router(twilio_webhooks_router)
     install_error_handlers(app)
+    if settings.fast_check and database.engine.dialect.name == "postgresql":
+        # Innermost: behind the request id, the access log and the body limit.
+        app.add_middleware(FastCheck, database=database, rate_limiter=rate_limiter)
     # Added last = outermost: the request id exists before anything else runs.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Larger pools only help PostgreSQL; SQLite serialises writers anyway.
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # POST /v1/consent/check served in two statements beside the framework on
+    # PostgreSQL (decisions/fast.py); "false" sends every check through the route.
+    fast_check: bool = True
     # Comma-separated IPs or CIDRs of the reverse proxies in front of us. Only a
     # request whose direct peer is one of them has its X-Forwarded-For read.
     trusted_proxies: str = ""

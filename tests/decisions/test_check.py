@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tests.fixtures.builders import Tenant, capture_body
 from tests.messaging.helpers import start_challenge
+
+
+@asynccontextmanager
+async def statements_sent(connection: AsyncConnection) -> AsyncIterator[list[str]]:
+    """Every statement the test's connection sends the database, whichever way:
+    through SQLAlchemy, or (PostgreSQL) on the driver's connection, as the fast
+    check does."""
+    sent: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    def log(query: Any) -> None:
+        sent.append(query.query)
+
+    raw = (await connection.get_raw_connection()).driver_connection
+    logs = connection.dialect.name == "postgresql"
+    event.listen(connection.sync_engine, "before_cursor_execute", count)
+    if logs:
+        raw.add_query_logger(log)
+    try:
+        yield sent
+    finally:
+        event.remove(connection.sync_engine, "before_cursor_execute", count)
+        if logs:
+            raw.remove_query_logger(log)
 
 
 async def check(
@@ -94,22 +122,14 @@ async def test_decision_is_stored_and_readable_only_by_its_organization(
 
 
 async def test_a_batch_of_1000_is_one_decision_written_by_one_statement(
-    client: httpx.AsyncClient, tenant: Tenant, engine: AsyncEngine
+    client: httpx.AsyncClient, tenant: Tenant, connection: AsyncConnection
 ) -> None:
     for n in range(3):
         await capture(client, tenant, f"+1555444{n:04d}")
     contacts = [f"+1555444{n:04d}" for n in range(999)] + ["not a number"]
-    inserts: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "consent_decisions" in statement and statement.lstrip().upper().startswith("INSERT"):
-            inserts.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
-    try:
+    async with statements_sent(connection) as statements:
         decision = await check(client, tenant, contacts)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    inserts = [s for s in statements if "INSERT INTO consent_decisions" in s]
     assert len(inserts) == 1
     reasons = [r["reason"] for r in decision["results"]]
     assert reasons[:3] == ["opted_in"] * 3

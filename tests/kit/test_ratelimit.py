@@ -38,7 +38,7 @@ from agentmessage.settings import Settings
 from tests.conftest import TestDatabase
 from tests.fixtures.builders import Tenant, make_key, make_tenant
 from tests.fixtures.postgres import PostgresCluster
-from tests.fixtures.redis import RedisServer, RedisUnavailable
+from tests.fixtures.redis import RedisServer
 
 AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
 RATE_LIMIT_HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
@@ -297,18 +297,6 @@ async def test_windows_older_than_an_hour_are_deleted_when_a_new_one_opens(
 
 
 # --- Redis (AGENTMESSAGE_REDIS_URL) -----------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        server = RedisServer().start()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"redis-server is required in CI: {exc}")
-        pytest.skip(f"redis-server unavailable: {exc}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture
