@@ -388,12 +388,14 @@ def running_server(
     *,
     secret_key: str = "bench-secret-key-not-for-production",
     startup_timeout: float = 60.0,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """``agentmessage serve`` on a free port of 127.0.0.1, once it answers.
 
     The server runs in a process of its own (as in production, and so that its
     event loop does not share the GIL with the client that times it); its output
-    goes to a log in ``workdir``. Stopped on exit, even on error.
+    goes to a log in ``workdir``. Stopped on exit, even on error. ``settings``
+    are more of ours (``{"fast_check": "false"}``: AGENTMESSAGE_FAST_CHECK).
     """
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -404,6 +406,7 @@ def running_server(
         "AGENTMESSAGE_SECRET_KEY": secret_key,
         "AGENTMESSAGE_DATA_DIR": str(workdir),
     }
+    env |= {f"AGENTMESSAGE_{name.upper()}": value for name, value in (settings or {}).items()}
     # The interpreter running the benchmark, so the server runs the same code.
     command = [sys.executable, "-c", "from agentmessage.cli import main; main()"]
     log_path = workdir / f"server-{port}.log"
