@@ -95,7 +95,7 @@ class FastCheck:
         store = rate_limiter.store
         # With the database's windows the spend joins the decision's statement;
         # with Redis it is Redis's own round trip, then the decision's INSERT.
-        self._store = store if isinstance(store, DatabaseStore) else None
+        self._spends_here = isinstance(store, DatabaseStore)
         self._write = Compiled(
             _spend_and_store(store.spend_statement)
             if isinstance(store, DatabaseStore)
@@ -159,7 +159,7 @@ class FastCheck:
                 "spent": 1,
                 "at_most": limit,
             }
-            if self._store is not None:
+            if self._spends_here:
                 total = await connection.fetchval(self._write.sql, *self._write.args(values))
                 if total is None:  # the allowance is spent: the route answers 429
                     return None
