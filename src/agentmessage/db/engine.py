@@ -103,6 +103,7 @@ class Database:
         self.engine = engine
         self._driver_pool: Any = None
         self._driver_pool_lock = asyncio.Lock()
+        self._driver_turns = asyncio.Semaphore(self._driver_pool_size())
         self._immediate = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._reads = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._writes = async_sessionmaker(self._immediate, expire_on_commit=False, autoflush=False)
@@ -173,13 +174,21 @@ class Database:
         are returned, meant new connections (and their statement caches) at
         every burst. This pool keeps its connections (up to the engine's pool
         size) and returns them without asyncpg's reset round trip: nothing run
-        on them leaves session state behind. Its statements use generic plans
+        on them leaves session state behind. Callers wait their turn in order
+        of arrival (a semaphore in front of the pool: asyncpg's queue lets a
+        newcomer take a connection before those already waiting, which put
+        the 99th percentile of a loaded check at 130-230 ms instead of 35 ms).
+        Its statements use generic plans
         (PostgreSQL 12 or later), so they must be ones whose plan does not
         depend on their values.
         """
         pool = self._driver_pool or await self._open_driver_pool()
-        async with pool.acquire() as connection:
+        async with self._driver_turns, pool.acquire() as connection:
             yield connection
+
+    def _driver_pool_size(self) -> int:
+        pool = self.engine.pool
+        return pool.size() if isinstance(pool, QueuePool) else 10
 
     async def _open_driver_pool(self) -> Any:
         import asyncpg  # PostgreSQL only: SQLite installs need not load it
@@ -187,11 +196,10 @@ class Database:
         async with self._driver_pool_lock:
             if self._driver_pool is None:
                 _, options = self.engine.dialect.create_connect_args(self.engine.url)
-                pool = self.engine.pool
                 self._driver_pool = await asyncpg.create_pool(
                     **options,
                     min_size=1,
-                    max_size=pool.size() if isinstance(pool, QueuePool) else 10,
+                    max_size=self._driver_pool_size(),
                     server_settings={
                         "application_name": "agentmessage",
                         # The same few statements, run again and again with new
