@@ -6,7 +6,6 @@ runs inside a transaction that is rolled back, and the app's sessions join it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.settings import Settings
 from tests.fixtures.builders import Tenant, make_tenant
 from tests.fixtures.postgres import PostgresCluster, cluster_for_tests
-from tests.fixtures.redis import RedisServer, RedisUnavailable
+from tests.fixtures.redis import RedisServer, server_for_tests
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -109,15 +108,7 @@ class TestDatabase(Database):
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """A redis-server of the suite's own (required in CI, skipped elsewhere if absent)."""
-    try:
-        server = RedisServer().start()
-    except RedisUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"redis-server is required in CI: {exc}")
-        pytest.skip(f"redis-server unavailable: {exc}")
-    yield server
-    server.stop()
+    yield from server_for_tests()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from sqlalchemy import DateTime, String, Table, Uuid, any_, bindparam, exists, f
 from sqlalchemy import tuple_ as row_of
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ClauseElement
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentmessage.auth.keys import hash_key, looks_like_key
 from agentmessage.auth.ratelimit import allowance
@@ -41,6 +41,7 @@ from agentmessage.db.models import Challenge, ConsentDecision, ConsentRecord, Ph
 from agentmessage.decisions import service
 from agentmessage.decisions.schemas import CheckRequest
 from agentmessage.kit.clock import utcnow
+from agentmessage.kit.middleware import replaying
 from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, decision_of, window_start
 from agentmessage.kit.responses import FastJSONResponse
 
@@ -113,7 +114,7 @@ class FastCheck:
             return
         answer = await self._answer(scope, body)
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         scope["route"] = self._route_of(scope)  # for the access log
         await FastJSONResponse(answer)(scope, receive, send)
@@ -222,16 +223,3 @@ async def _body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -133,16 +133,7 @@ class BodyLimitMiddleware:
             # endpoint, as bad input (SQLite would have stored it).
             await self._has_nul(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _has_nul(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(scope.get("state", {}).get("request_id", ""))
@@ -165,6 +156,21 @@ class BodyLimitMiddleware:
             headers={"Connection": "close"},
         )
         await response(scope, receive, send)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` (read already) as the whole request,
+    then whatever ``receive`` gives (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 # A JSON \u0000 escape: the backslash before "u0000" not itself escaped (an even
