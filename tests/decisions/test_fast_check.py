@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -251,3 +253,71 @@ async def test_on_a_real_database_with_its_own_pool(
     async with AsyncSession(engine) as session:
         assert await decisions_stored(session, tenant) == 40
     await engine.dispose()
+
+
+def _bodies(rng: random.Random, own: str, other: str, known: list[str]) -> list[Any]:
+    """Check bodies: half of them good, the others with one thing wrong, in the
+    ways clients get it wrong."""
+    strings = [*known, "+15554449999", "555-0100", "+1", "", " +15554440001", "+15554440001 "]
+    defects: list[tuple[str, Any]] = [
+        ("phone_number_id", other),
+        ("phone_number_id", str(uuid.uuid4())),
+        ("phone_number_id", "not-a-uuid"),
+        ("phone_number_id", 7),
+        ("contact_numbers", []),
+        ("contact_numbers", ["+15554440001"] * 1001),
+        ("contact_numbers", ["x" * 65]),
+        ("contact_numbers", [5]),
+        ("contact_numbers", [None]),
+        ("contact_numbers", "+15554440001"),
+        ("at", "2026-01-01T00:00:00Z"),
+        ("at", "2026-13-01T00:00:00Z"),
+        ("at", "yesterday"),
+        ("at", None),
+        ("extra", True),
+    ]
+    bodies: list[Any] = [[], "text", None, {}, {"phone_number_id": own}]
+    for n in range(80):
+        size = rng.choice([1, 1, 1, 2, 3, 10, 1000])
+        body: dict[str, Any] = {
+            "phone_number_id": own,
+            "contact_numbers": [rng.choice(strings) for _ in range(size)],
+        }
+        if n % 2:
+            name, value = rng.choice(defects)
+            body[name] = value
+        bodies.append(body)
+    return bodies
+
+
+async def test_the_fast_check_and_the_route_answer_every_body_alike(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    tmp_path: Path,
+) -> None:
+    """Differential: the same bodies to a server with the fast check and to one
+    without; the same status, error and answers (ids and times aside)."""
+    known = ["+15554440001", "+15554440002"]
+    await capture(client, tenant, known[0])
+    second = await capture(client, tenant, known[1])
+    await client.delete(f"/v1/consent/{second}", headers=tenant.headers)
+    rng = random.Random(20261123)
+    bodies = _bodies(rng, tenant.phone_number_id, other_tenant.phone_number_id, known)
+    raw = [b"{", b'{"phone_number_id": "' + tenant.phone_number_id.encode() + b'", ]', b"\xff"]
+
+    def seen(response: httpx.Response) -> Any:
+        answer = response.json()
+        if response.status_code != 200:
+            answer["error"].pop("request_id")
+            return response.status_code, answer
+        return 200, answer["phone_number_id"], answer["at"], answer["results"]
+
+    async with app_client(engine, connection, tmp_path, fast_check=False) as route_client:
+        for body in [*bodies, *raw]:
+            sent = {"content": body} if isinstance(body, bytes) else {"json": body}
+            fast = await client.post("/v1/consent/check", headers=tenant.headers, **sent)
+            routed = await route_client.post("/v1/consent/check", headers=tenant.headers, **sent)
+            assert seen(fast) == seen(routed), body
