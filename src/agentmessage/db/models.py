@@ -297,6 +297,10 @@ class Challenge(Base):
             postgresql_where=text(f"state = '{OPEN}'"),
             sqlite_where=text(f"state = '{OPEN}'"),
         ),
+        # Every challenge of a contact, open or not: a send decision asks which
+        # were awaiting a reply at a moment (now, or ``at``), and must not read
+        # all of the organization's challenges to find out.
+        Index(None, "org_id", "phone_number_id", "contact_number", "created_at"),
         ForeignKeyConstraint(
             ["org_id", "phone_number_id"], ["phone_numbers.org_id", "phone_numbers.id"]
         ),
