@@ -59,16 +59,28 @@ def contact(i: int) -> str:
 
 
 async def load(url: str, org: uuid.UUID, phone: uuid.UUID, count: int) -> None:
-    """``count`` records (85% opted in), one history event each, by COPY."""
+    """``count`` records (85% opted in), one history event each, by COPY; and
+    double opt-in challenges as a book that has used them would have: one long
+    expired for a fifth of the contacts, one open (pending_confirmation) for 1%."""
     import asyncpg
 
     rng = random.Random(7)
     start = datetime(2025, 1, 1, tzinfo=UTC)
+    now = datetime.now(UTC)
     connection = await asyncpg.connect(url)
     try:
         for first in range(0, count, BATCH):
-            records, events = [], []
+            records, events, challenges = [], [], []
             for i in range(first, min(first + BATCH, count)):
+                if i % 5 == 0 or i % 100 == 1:
+                    still_open = i % 100 == 1
+                    asked = now - (timedelta(hours=1) if still_open else timedelta(days=90))
+                    expires = asked + timedelta(days=1)
+                    challenges.append(
+                        (org, new_id(), phone, contact(i), "open" if still_open else "expired",
+                         "Reply YES for reminders.", "Reply YES to confirm.", new_id(), new_id(),
+                         asked, expires, None if still_open else expires)
+                    )  # fmt: skip
                 at = start + timedelta(seconds=i)
                 opted_in = rng.random() < 0.85
                 record_id = new_id()
@@ -81,9 +93,8 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, count: int) -> None:
                      "api", "bench", None, '{"type": "bench"}', at, at)
                 )  # fmt: skip
             async with connection.transaction():
-                await copy_tables(
-                    connection, {"consent_records": records, "consent_events": events}
-                )
+                tables = {"consent_records": records, "consent_events": events}
+                await copy_tables(connection, tables | {"challenges": challenges})
             progress(f"loaded {min(first + BATCH, count):,} records")
     finally:
         await connection.close()

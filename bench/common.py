@@ -121,6 +121,9 @@ COPY_COLUMNS: Final = {
     "consent_events": ("org_id", "id", "consent_id", "type", "consent_method", "source",
                        "reason", "evidence", "actor", "occurred_at", "created_at"),
     "log_leaves": ("org_id", "leaf_index", "event_id", "consent_id", "hashes"),
+    "challenges": ("org_id", "id", "phone_number_id", "contact_number", "state",
+                   "agreement_text", "confirmation_text", "message_id", "api_key_id",
+                   "created_at", "expires_at", "resolved_at"),
 }  # fmt: skip
 
 
