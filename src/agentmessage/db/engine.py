@@ -103,6 +103,7 @@ class Database:
         self.engine = engine
         self._driver_pool: Any = None
         self._driver_pool_lock = asyncio.Lock()
+        self._driver_closed = False
         self._driver_turns = asyncio.Semaphore(self._driver_pool_size())
         self._immediate = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._reads = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
@@ -194,24 +195,35 @@ class Database:
         import asyncpg  # PostgreSQL only: SQLite installs need not load it
 
         async with self._driver_pool_lock:
+            if self._driver_closed:
+                raise RuntimeError("the database was disposed of")
             if self._driver_pool is None:
                 _, options = self.engine.dialect.create_connect_args(self.engine.url)
+                # Options of SQLAlchemy's asyncpg adapter, not of asyncpg itself.
+                for name in ("async_creator_fn", "prepared_statement_name_func"):
+                    options.pop(name, None)
+                cache = options.pop("prepared_statement_cache_size", None)
+                settings = {"application_name": "agentmessage"}
+                if cache is not None:
+                    options["statement_cache_size"] = cache
+                if cache != 0:
+                    # The same few statements, run again and again with new
+                    # values: planned once. PostgreSQL's default replanned the
+                    # check's read on every call (0.2 ms, four times its run).
+                    # Not where the URL turns statement caching off (a pooler
+                    # in transaction mode), which shares sessions.
+                    settings["plan_cache_mode"] = "force_generic_plan"
                 self._driver_pool = await asyncpg.create_pool(
                     **options,
                     min_size=1,
                     max_size=self._driver_pool_size(),
-                    server_settings={
-                        "application_name": "agentmessage",
-                        # The same few statements, run again and again with new
-                        # values: planned once. PostgreSQL's default replanned the
-                        # check's read on every call (0.2 ms, four times its run).
-                        "plan_cache_mode": "force_generic_plan",
-                    },
+                    server_settings=settings,
                     reset=_keep,
                 )
         return self._driver_pool
 
     async def dispose(self) -> None:
+        self._driver_closed = True
         if self._driver_pool is not None:
             await self._driver_pool.close()
             self._driver_pool = None
