@@ -23,8 +23,15 @@ NAME = "ix_challenges_org_id_phone_number_id_contact_number_created_at"
 
 
 def upgrade() -> None:
+    # In the upgrade's one transaction, as every migration here (server start
+    # takes an advisory lock around it): not CONCURRENTLY, so the build holds
+    # back writes to challenges. On a large table, build it by hand first with
+    # CREATE INDEX CONCURRENTLY and this name; the upgrade then leaves it.
     op.create_index(
-        NAME, "challenges", ["org_id", "phone_number_id", "contact_number", "created_at"]
+        NAME,
+        "challenges",
+        ["org_id", "phone_number_id", "contact_number", "created_at"],
+        if_not_exists=True,
     )
 
 
