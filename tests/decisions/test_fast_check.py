@@ -14,7 +14,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from agentmessage.app import create_app
 from agentmessage.auth.service import create_key, revoke_key
 from agentmessage.db.engine import Database, create_engine
 from agentmessage.db.migrate import upgrade_to_head
-from agentmessage.db.models import ConsentDecision, Organization
+from agentmessage.db.models import ConsentDecision, Organization, RateLimitWindow
 from agentmessage.kit.clock import clock
 from agentmessage.settings import Settings
 from tests.conftest import TestDatabase
@@ -149,13 +149,15 @@ async def test_what_the_fast_check_leaves_to_the_route(
         error = response.json()["error"]
         assert error["code"] == code
         assert error["request_id"] == response.headers["X-Request-Id"]
-    # A JSON body sent as another content type is not read as JSON by the route.
-    response = await client.post(
-        "/v1/consent/check",
-        content=json.dumps(body),
-        headers={**tenant.headers, "Content-Type": "text/plain"},
-    )
-    assert response.status_code == 422, response.text
+    # A JSON body sent as another content type, or as none, is not read as JSON.
+    for content_type in ("text/plain", None):
+        response = await client.post(
+            "/v1/consent/check",
+            content=json.dumps(body),
+            headers={**tenant.headers, **({"Content-Type": content_type} if content_type else {})},
+        )
+        assert response.status_code == 422, (content_type, response.text)
+        assert "Content-Type: application/json" in response.json()["error"]["details"]["body"]
     assert await decisions_stored(session, tenant) == 0
     for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
         response = await client.post(
@@ -306,7 +308,9 @@ async def test_the_fast_check_and_the_route_answer_every_body_alike(
     await client.delete(f"/v1/consent/{second}", headers=tenant.headers)
     rng = random.Random(20261123)
     bodies = _bodies(rng, tenant.phone_number_id, other_tenant.phone_number_id, known)
+    good = {"phone_number_id": tenant.phone_number_id, "contact_numbers": known}
     raw = [b"{", b'{"phone_number_id": "' + tenant.phone_number_id.encode() + b'", ]', b"\xff"]
+    raw.append(json.dumps(good).encode())  # a good body with no Content-Type
 
     def seen(response: httpx.Response) -> Any:
         answer = response.json()
@@ -321,3 +325,26 @@ async def test_the_fast_check_and_the_route_answer_every_body_alike(
             fast = await client.post("/v1/consent/check", headers=tenant.headers, **sent)
             routed = await route_client.post("/v1/consent/check", headers=tenant.headers, **sent)
             assert seen(fast) == seen(routed), body
+
+
+async def test_the_first_check_of_a_minute_clears_the_old_windows(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, session: AsyncSession
+) -> None:
+    """As every spend of the database's rate limiter does: windows older than an
+    hour go when an organization opens a new one, and only that organization's."""
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    old, recent = now - timedelta(hours=2), now - timedelta(minutes=10)
+    for org in (tenant.org_id, other_tenant.org_id):
+        for start in (old, recent):
+            session.add(RateLimitWindow(org_id=org, window_start=start, spent=5))
+    await session.commit()
+    body = {"phone_number_id": tenant.phone_number_id, "contact_numbers": ["+15554440001"]}
+    with clock.frozen(now):
+        for _ in range(2):
+            response = await client.post("/v1/consent/check", json=body, headers=tenant.headers)
+            assert response.status_code == 200, response.text
+    windows = select(RateLimitWindow.org_id, RateLimitWindow.window_start, RateLimitWindow.spent)
+    left = {(row.org_id, row.window_start): row.spent for row in await session.execute(windows)}
+    assert {start for org, start in left if org == tenant.org_id} == {recent, now.replace(second=0)}
+    assert left[(tenant.org_id, now.replace(second=0))] == 2
+    assert {start for org, start in left if org == other_tenant.org_id} == {old, recent}

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NewType, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import CTE, ScalarSelect, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from agentmessage.auth.keys import KEY_PREFIX, SCOPES, generate_key, hash_key, looks_like_key
@@ -105,6 +105,20 @@ CALLER_BY_DIGEST = (
     .join(_ORGS, _ORGS.c.id == _KEYS.c.org_id)
     .where(_KEYS.c.key_hash == bindparam("digest"))
 )
+
+
+KeyOrg = NewType("KeyOrg", ScalarSelect[Any])
+"""The organization of the key a statement looks up itself (``key_caller``), as
+a SQL expression: for reads in the same statement as the lookup. Like
+``OrgScope``, only this module makes one."""
+
+
+def key_caller() -> tuple[CTE, KeyOrg]:
+    """``CALLER_BY_DIGEST`` as a CTE for a statement that also reads what the
+    caller may see, and the caller's organization to scope those reads by.
+    Check the row with ``caller_of`` before using anything the statement read."""
+    caller = CALLER_BY_DIGEST.limit(1).cte("caller")
+    return caller, KeyOrg(select(caller.c.org_id).scalar_subquery())
 
 
 async def authenticate(connection: AsyncConnection, presented: str) -> Caller | None:

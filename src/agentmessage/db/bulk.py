@@ -152,3 +152,12 @@ def one_of(
     else:
         condition = column.in_(list(values))
     return condition
+
+
+def one_of_parameter(column: Any, name: str, element: TypeEngine[Any]) -> ColumnElement[bool]:
+    """``column = ANY(:name)`` with ``name`` an array parameter (PostgreSQL): for
+    a statement compiled once and run with a list each time (``db.compiled``)."""
+    condition: ColumnElement[bool] = column == any_(
+        bindparam(name, type_=postgresql.ARRAY(element))
+    )
+    return condition

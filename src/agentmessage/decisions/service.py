@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Table, and_, case, exists, false, insert, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import String
 
-from agentmessage.auth.service import Caller, OrgScope
+from agentmessage.auth.service import Caller, KeyOrg, OrgScope
 from agentmessage.consent.repository import EVENT_OF_RECORD
 from agentmessage.db.bulk import one_of
 from agentmessage.db.models import (
@@ -181,11 +181,11 @@ def record_columns() -> tuple[Any, ...]:
 
 
 def record_criteria(
-    org: OrgScope | ColumnElement[Any], phone: Any, contacts: ColumnElement[bool]
+    org: OrgScope | KeyOrg, phone: Any, contacts: ColumnElement[bool]
 ) -> tuple[ColumnElement[bool], ...]:
     """The records of ``contacts`` (a condition on the contact number) for one
-    sender number. ``org`` is the authenticated organization, or an expression
-    that yields it from the key (the fast path's one statement)."""
+    sender number. ``org`` is the authenticated organization, or the one of the
+    key the same statement looks up (the fast check's read)."""
     return (
         ConsentRecord.org_id == org,
         ConsentRecord.phone_number_id == phone,
@@ -194,7 +194,7 @@ def record_criteria(
 
 
 def pending_criteria(
-    org: OrgScope | ColumnElement[Any], phone: Any, contacts: ColumnElement[bool], at: Any
+    org: OrgScope | KeyOrg, phone: Any, contacts: ColumnElement[bool], at: Any
 ) -> tuple[ColumnElement[bool], ...]:
     """Double opt-in challenges of ``contacts`` awaiting their reply at ``at``."""
     return (

@@ -19,7 +19,7 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from redis.asyncio import Redis
 from sqlalchemy import Delete, Table, delete, select
@@ -152,15 +152,14 @@ class DatabaseStore:
             if total == cost:
                 # This spend opened the window (every spend costs >= 1): a cheap
                 # moment, once per owner and minute, to drop its stale windows.
-                await connection.execute(self.stale(owner, window_start))
+                await connection.execute(self.stale(owner, window_start - RETAIN))
             return True, int(total)
 
     @staticmethod
-    def stale(owner: uuid.UUID, window_start: datetime) -> Delete:
-        """Deletes the owner's windows older than ``RETAIN`` before ``window_start``."""
-        return delete(_WINDOWS).where(
-            _WINDOWS.c.org_id == owner, _WINDOWS.c.window_start < window_start - RETAIN
-        )
+    def stale(owner: Any, before: Any) -> Delete:
+        """Deletes the owner's windows that started before ``before`` (values, or
+        parameters of a statement compiled once)."""
+        return delete(_WINDOWS).where(_WINDOWS.c.org_id == owner, _WINDOWS.c.window_start < before)
 
     async def spent(self, owner: uuid.UUID, window_start: datetime) -> int:
         async with self.database.statement(writes=False) as connection:
