@@ -48,3 +48,22 @@ async def test_a_second_caller_waits_for_a_connection_and_gets_one(database: Dat
     release.set()
     await asyncio.gather(*holders, third)
     assert len(served) == 3 and served[2] in served[:2]  # a kept connection, reused
+
+
+async def test_a_url_that_turns_statement_caching_off_is_honoured(
+    database_url_factory: Any,
+) -> None:
+    """SQLAlchemy's ``prepared_statement_cache_size=0`` (for a pooler in transaction
+    mode) is not an asyncpg option: it must not break the pool, and the pool
+    leaves the session's plan settings alone there."""
+    url = database_url_factory("postgresql") + "?prepared_statement_cache_size=0"
+    database = Database(create_engine(url))
+    try:
+        async with database.driver_connection() as connection:
+            assert await connection.fetchval("SELECT 1") == 1
+            assert await connection.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await database.dispose()
+    with pytest.raises(RuntimeError, match="disposed"):
+        async with database.driver_connection():
+            pass
