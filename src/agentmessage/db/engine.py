@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import QueuePool
+
+from agentmessage.db.driver_pool import DriverPool
 
 # Execution option that makes an SQLite transaction take the write lock at BEGIN.
 # A deferred transaction that reads and then writes can fail with "database is
@@ -101,10 +102,7 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._driver_pool: Any = None
-        self._driver_pool_lock = asyncio.Lock()
-        self._driver_closed = False
-        self._driver_turns = asyncio.Semaphore(self._driver_pool_size())
+        self._driver_pool = self._new_driver_pool() if engine.dialect.name == "postgresql" else None
         self._immediate = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._reads = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         self._writes = async_sessionmaker(self._immediate, expire_on_commit=False, autoflush=False)
@@ -165,70 +163,54 @@ class Database:
             yield connection
             await connection.commit()
 
-    @asynccontextmanager
-    async def driver_connection(self) -> AsyncIterator[Any]:
+    def driver_connection(self) -> AbstractAsyncContextManager[Any]:
         """An asyncpg connection for a hot path that runs statements compiled once
-        (``db.compiled``), each committing on its own. PostgreSQL only.
+        (``db.compiled``), each committing on its own: ``async with
+        database.driver_connection() as connection``. PostgreSQL only.
 
-        From a pool of its own, asyncpg's: SQLAlchemy's checkout cost more than
-        the statements, and its overflow connections, closed as soon as they
-        are returned, meant new connections (and their statement caches) at
-        every burst. This pool keeps its connections (up to the engine's pool
-        size) and returns them without asyncpg's reset round trip: nothing run
-        on them leaves session state behind. Callers wait their turn in order
-        of arrival (a semaphore in front of the pool: asyncpg's queue lets a
-        newcomer take a connection before those already waiting, which put
-        the 99th percentile of a loaded check at 130-230 ms instead of 35 ms).
-        Its statements use generic plans
-        (PostgreSQL 12 or later), so they must be ones whose plan does not
-        depend on their values.
+        From a pool of its own (``db.driver_pool``): SQLAlchemy's checkout cost
+        more than the statements, and its overflow connections, closed as soon
+        as they are returned, meant new connections (and their statement caches)
+        at every burst. This pool keeps its connections (up to the engine's pool
+        size), hands them out in order of arrival and returns them without a
+        reset round trip: nothing run on them leaves session state behind. Its
+        statements use generic plans (PostgreSQL 12 or later), so they must be
+        ones whose plan does not depend on their values.
         """
-        pool = self._driver_pool or await self._open_driver_pool()
-        async with self._driver_turns, pool.acquire() as connection:
-            yield connection
+        if self._driver_pool is None:
+            raise RuntimeError("driver connections are for PostgreSQL only")
+        return self._driver_pool.connection()
 
     def _driver_pool_size(self) -> int:
         pool = self.engine.pool
         return pool.size() if isinstance(pool, QueuePool) else 10
 
-    async def _open_driver_pool(self) -> Any:
-        import asyncpg  # PostgreSQL only: SQLite installs need not load it
+    def _new_driver_pool(self) -> DriverPool:
+        """Opens nothing yet: a connection is opened when first needed."""
+        _, options = self.engine.dialect.create_connect_args(self.engine.url)
+        # Options of SQLAlchemy's asyncpg adapter, not of asyncpg itself.
+        for name in ("async_creator_fn", "prepared_statement_name_func"):
+            options.pop(name, None)
+        cache = options.pop("prepared_statement_cache_size", None)
+        settings = {"application_name": "agentmessage"}
+        if cache is not None:
+            options["statement_cache_size"] = cache
+        if cache != 0:
+            # The same few statements, run again and again with new values:
+            # planned once. PostgreSQL's default replanned the check's read on
+            # every call (0.2 ms, four times its run). Not where the URL turns
+            # statement caching off (a pooler in transaction mode), which
+            # shares sessions.
+            settings["plan_cache_mode"] = "force_generic_plan"
 
-        async with self._driver_pool_lock:
-            if self._driver_closed:
-                raise RuntimeError("the database was disposed of")
-            if self._driver_pool is None:
-                _, options = self.engine.dialect.create_connect_args(self.engine.url)
-                # Options of SQLAlchemy's asyncpg adapter, not of asyncpg itself.
-                for name in ("async_creator_fn", "prepared_statement_name_func"):
-                    options.pop(name, None)
-                cache = options.pop("prepared_statement_cache_size", None)
-                settings = {"application_name": "agentmessage"}
-                if cache is not None:
-                    options["statement_cache_size"] = cache
-                if cache != 0:
-                    # The same few statements, run again and again with new
-                    # values: planned once. PostgreSQL's default replanned the
-                    # check's read on every call (0.2 ms, four times its run).
-                    # Not where the URL turns statement caching off (a pooler
-                    # in transaction mode), which shares sessions.
-                    settings["plan_cache_mode"] = "force_generic_plan"
-                self._driver_pool = await asyncpg.create_pool(
-                    **options,
-                    min_size=1,
-                    max_size=self._driver_pool_size(),
-                    server_settings=settings,
-                    reset=_keep,
-                )
-        return self._driver_pool
+        async def connect() -> Any:
+            import asyncpg  # PostgreSQL only: SQLite installs need not load it
+
+            return await asyncpg.connect(**options, server_settings=settings)
+
+        return DriverPool(connect, self._driver_pool_size())
 
     async def dispose(self) -> None:
-        self._driver_closed = True
         if self._driver_pool is not None:
             await self._driver_pool.close()
-            self._driver_pool = None
         await self.engine.dispose()
-
-
-async def _keep(_connection: Any) -> None:
-    """asyncpg's pool reset, skipped (see ``Database.driver_connection``)."""
