@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,12 @@ def test_demo_creates_data_once_and_prints_a_working_curl(run):
 def test_migrate_is_idempotent(run):
     assert run("migrate").returncode == 0
     assert run("migrate").returncode == 0
+
+
+def test_the_log_format_shows_no_field_the_server_stops_computing() -> None:
+    """``main`` turns off the caller lookup, thread and process fields per log
+    record (a line per request): a format that showed one would print blanks."""
+    from agentmessage.cli import LOG_FORMAT
+
+    shown = set(re.findall(r"%\((\w+)\)", LOG_FORMAT))
+    assert shown == {"asctime", "levelname", "name", "message"}
