@@ -112,6 +112,25 @@ async def test_delete_is_idempotent_and_writes_one_event(client, tenant, record)
     assert [e["type"] for e in history.json()["data"]] == ["opt_in", "opt_out"]
 
 
+async def test_history_follows_commit_order_when_the_clock_steps_back(client, tenant):
+    # Two servers whose clocks disagree, or one stepped back by NTP: the opt-out
+    # is written "earlier" than the opt-in it follows, and still comes after it.
+    with clock.frozen(datetime(2030, 1, 1, 12, 0, tzinfo=UTC)):
+        captured = await client.post(
+            "/v1/consent",
+            json=capture_body(tenant, captured_at="2030-01-01T11:00:00Z"),
+            headers=tenant.headers,
+        )
+    consent_id = captured.json()["id"]
+    with clock.frozen(datetime(2030, 1, 1, 11, 30, tzinfo=UTC)):
+        await client.delete(f"/v1/consent/{consent_id}", headers=tenant.headers)
+    r = await client.get(f"/v1/consent/{consent_id}/history", headers=tenant.headers)
+    assert [(e["type"], e["created_at"]) for e in r.json()["data"]] == [
+        ("opt_in", "2030-01-01T12:00:00Z"),
+        ("opt_out", "2030-01-01T11:30:00Z"),
+    ]
+
+
 async def test_history_is_oldest_first_in_the_list_envelope(client, tenant, record):
     start = datetime(2027, 5, 1, tzinfo=UTC)
     with clock.frozen(start):

@@ -11,6 +11,7 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
     bindparam,
@@ -24,9 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.db.bulk import append_rows, insert_returning_new
-from agentmessage.db.models import ConsentEvent, ConsentRecord, PhoneNumber
+from agentmessage.db.models import ConsentEvent, ConsentRecord, LogLeaf, PhoneNumber
 
 T = TypeVar("T")
+
+LEAF_OF_EVENT: Final = and_(
+    LogLeaf.org_id == ConsentEvent.org_id,
+    LogLeaf.consent_id == ConsentEvent.consent_id,  # a record's leaves come by index
+    LogLeaf.event_id == ConsentEvent.id,
+)
+"""The join of history events to their leaves in the organization's log."""
 
 EVENT_OF_RECORD: Final = and_(
     ConsentEvent.org_id == ConsentRecord.org_id, ConsentEvent.consent_id == ConsentRecord.id
@@ -157,10 +165,10 @@ class ConsentRepository:
         self, org: OrgScope, consent_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, ConsentEvent]:
         """For each record, its latest event with evidence (else its latest event)."""
-        statement = (
-            select(ConsentEvent)
-            .where(ConsentEvent.org_id == org, ConsentEvent.consent_id.in_(consent_ids))
-            .order_by(ConsentEvent.created_at, ConsentEvent.id)
+        statement = _in_log_order(
+            select(ConsentEvent).where(
+                ConsentEvent.org_id == org, ConsentEvent.consent_id.in_(consent_ids)
+            )
         )
         latest: dict[uuid.UUID, ConsentEvent] = {}
         for event in await self.session.scalars(statement):
@@ -200,10 +208,11 @@ class ConsentRepository:
         await append_rows(self.session, cast(Table, ConsentEvent.__table__), events)
 
     async def events(self, org: OrgScope, consent_id: uuid.UUID) -> Sequence[ConsentEvent]:
-        statement = (
-            select(ConsentEvent)
-            .where(ConsentEvent.org_id == org, ConsentEvent.consent_id == consent_id)
-            .order_by(ConsentEvent.created_at, ConsentEvent.id)
+        """The record's events in commit order: the order of their leaves in the log."""
+        statement = _in_log_order(
+            select(ConsentEvent).where(
+                ConsentEvent.org_id == org, ConsentEvent.consent_id == consent_id
+            )
         )
         return (await self.session.scalars(statement)).all()
 
@@ -241,6 +250,16 @@ class ConsentRepository:
 
 
 _MUTABLE = ("opted_in", "opted_in_at", "opted_out_at", "source", "consent_method", "updated_at")
+
+
+def _in_log_order(statement: Select[tuple[ConsentEvent]]) -> Select[tuple[ConsentEvent]]:
+    """Events in the order their transactions committed: by leaf index, which the
+    log hands out gap-free under the organization's head lock. Never by a clock:
+    two servers, or one stepped by NTP, can disagree on it. An event without a
+    leaf (written behind the log's back) comes last, so that it is still seen."""
+    return statement.outerjoin(LogLeaf, LEAF_OF_EVENT).order_by(
+        LogLeaf.leaf_index.asc().nulls_last(), ConsentEvent.id
+    )
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
