@@ -114,6 +114,20 @@ def test_bad_number_and_scopes_write_nothing(run):
     assert good["number"] == "+15550100001"
 
 
+def test_a_number_of_one_organization_cannot_be_registered_by_another(run):
+    # Inbound STOPs find their organization by number: a second owner would never
+    # hear its contacts opt out.
+    first = _json(run("orgs", "create", "--name", "Acme"))
+    second = _json(run("orgs", "create", "--name", "Globex"))
+    _json(run("numbers", "create", "--org", first["id"], "--number", "+15550100001"))
+    taken = run("numbers", "create", "--org", second["id"], "--number", "+15550100001")
+    assert taken.returncode == 2
+    assert "already a sender number of another organization" in taken.stderr
+    assert "Traceback" not in taken.stderr and taken.stdout == ""
+    other = _json(run("numbers", "create", "--org", second["id"], "--number", "+15550100002"))
+    assert other["org_id"] == second["id"]
+
+
 def test_demo_creates_data_once_and_prints_a_working_curl(run):
     first = run("demo")
     assert first.returncode == 0, first.stderr

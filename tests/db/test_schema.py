@@ -8,9 +8,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from agentmessage.db.base import Base
+from agentmessage.db.models import PhoneNumber
 from tests.fixtures.builders import make_record
 
 
@@ -31,7 +32,8 @@ async def test_every_table_primary_key_and_unique_index_leads_with_org_id(connec
                 continue
             found[table] = (
                 inspector.get_pk_constraint(table)["constrained_columns"],
-                [u["column_names"] for u in inspector.get_unique_constraints(table)],
+                [u["column_names"] for u in inspector.get_unique_constraints(table)]
+                + [i["column_names"] for i in inspector.get_indexes(table) if i["unique"]],
             )
         return found
 
@@ -46,7 +48,26 @@ async def test_every_table_primary_key_and_unique_index_leads_with_org_id(connec
             assert primary_key == ["key_id"]
             continue
         assert primary_key[0] == "org_id", table
+        if table == "phone_numbers":
+            # A number belongs to one organization across the service, and inbound
+            # SMS look it up before the organization is known: a reference table.
+            assert ["number"] in uniques
+            uniques.remove(["number"])
         assert all(columns[0] == "org_id" for columns in uniques), table
+
+
+async def test_a_sender_number_belongs_to_one_organization(session, tenant, other_tenant):
+    # The database holds the rule even for a writer that skips the service's check.
+    session.add(
+        PhoneNumber(
+            org_id=other_tenant.org_id,
+            number=tenant.number.number,
+            created_at=datetime(2030, 1, 1, tzinfo=UTC),
+        )
+    )
+    with pytest.raises(IntegrityError):
+        async with session.begin_nested():
+            await session.flush()
 
 
 @pytest.mark.parametrize(

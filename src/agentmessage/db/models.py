@@ -49,8 +49,11 @@ class PhoneNumber(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "number"),
         ForeignKeyConstraint(["org_id"], ["organizations.id"]),
-        # An inbound SMS finds its organization by the number it was sent to.
-        Index(None, "number"),
+        # An inbound SMS finds its organization by the number it was sent to, so a
+        # number has one owner across the service: a second would never hear its
+        # contacts' STOPs. The one index not led by org_id: under Citus this small
+        # table, read before the organization is known, is a reference table.
+        Index(None, "number", unique=True),
     )
 
     org_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.db.models import Organization, PhoneNumber
@@ -80,19 +81,25 @@ async def get_organization(session: AsyncSession, org_id: uuid.UUID) -> Organiza
 async def create_phone_number(
     session: AsyncSession, *, org_id: uuid.UUID, number: str
 ) -> PhoneNumber:
-    """A sender number; the same number twice in one organization is refused."""
+    """A sender number. A number belongs to one organization: one already
+    registered, here or in another organization, raises ValidationFailed."""
     await get_organization(session, org_id)
     problem = e164_problem(number)
     if problem:
         raise ValidationFailed(details={"number": problem})
-    existing = await session.scalar(
-        select(PhoneNumber).where(PhoneNumber.org_id == org_id, PhoneNumber.number == number)
-    )
-    if existing is not None:
-        raise ValidationFailed(
-            details={"number": "is already a sender number of this organization"}
-        )
+    owner = await session.scalar(select(PhoneNumber.org_id).where(PhoneNumber.number == number))
+    if owner is not None:
+        raise ValidationFailed(details={"number": _taken(owner == org_id)})
     phone = PhoneNumber(org_id=org_id, number=number, created_at=utcnow())
-    session.add(phone)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(phone)
+    except IntegrityError:
+        # Registered by a concurrent command since we looked: the unique index held.
+        raise ValidationFailed(details={"number": _taken(False)}) from None
     return phone
+
+
+def _taken(by_this_organization: bool) -> str:
+    whose = "this organization" if by_this_organization else "another organization"
+    return f"is already a sender number of {whose}; a number belongs to one organization"
