@@ -252,7 +252,7 @@ class ConsentRepository:
 _MUTABLE = ("opted_in", "opted_in_at", "opted_out_at", "source", "consent_method", "updated_at")
 
 
-def _in_log_order(statement: Select[tuple[ConsentEvent]]) -> Select[tuple[ConsentEvent]]:
+def _in_log_order(statement: Select[ConsentEvent]) -> Select[ConsentEvent]:
     """Events in the order their transactions committed: by leaf index, which the
     log hands out gap-free under the organization's head lock. Never by a clock:
     two servers, or one stepped by NTP, can disagree on it. An event without a
