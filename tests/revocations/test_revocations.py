@@ -52,11 +52,11 @@ async def check(client: httpx.AsyncClient, tenant: Tenant, number_id: str) -> st
 async def test_an_emailed_revocation_opts_out_at_once_with_the_clock(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    captured = await client.post(
-        "/v1/consent", json=capture_body(tenant, CONTACT), headers=tenant.headers
-    )
-    consent_id = captured.json()["id"]
     with clock.frozen(datetime(2026, 11, 27, 10, 0, tzinfo=UTC)):
+        captured = await client.post(
+            "/v1/consent", json=capture_body(tenant, CONTACT), headers=tenant.headers
+        )
+        consent_id = captured.json()["id"]
         response = await revoke(
             client,
             tenant,
