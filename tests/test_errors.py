@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import httpx
+import pytest
 from fastapi import APIRouter
 
 from agentmessage.app import create_app
@@ -38,6 +39,18 @@ async def test_unknown_route_is_404_in_the_envelope(client):
             "request_id": r.headers["x-request-id"],
         },
     }
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+async def test_a_trailing_slash_is_404_never_a_redirect_to_the_callers_host(
+    client, tenant, method
+):
+    # Starlette's redirect built Location from the Host header: an open redirect.
+    headers = {**tenant.headers, "Host": "evil.example"}
+    r = await client.request(method, "/v1/consent/", headers=headers)
+    assert r.status_code == 404
+    assert "location" not in r.headers
+    assert r.json()["error"]["code"] == "NOT_FOUND"
 
 
 async def test_wrong_method_is_405_in_the_envelope(client, tenant):

@@ -20,6 +20,7 @@ from agentmessage.hosted.endpoints import router as hosted_router
 from agentmessage.hosted.pages import router as hosted_pages_router
 from agentmessage.kit.handlers import install_error_handlers
 from agentmessage.kit.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from agentmessage.kit.openapi import FastAPIForClients
 from agentmessage.kit.ratelimit import DatabaseStore, RateLimiter, RedisStore
 from agentmessage.messaging.endpoints import router as messaging_router
 from agentmessage.messaging.outbox.dispatcher import Dispatcher
@@ -82,11 +83,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         await rate_limiter.close()
         await database.dispose()
 
-    app = FastAPI(
+    app = FastAPIForClients(
         title="AgentMessage Consent",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Starlette's trailing-slash redirect built Location from the Host header
+        # (an open redirect); a path with a stray slash is a plain 404 instead.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.database = database
