@@ -78,6 +78,12 @@ CONTRAST_JS = """
 """
 
 
+# The suite's run under a clock years ahead preloads libfaketime into every process
+# it starts; Chromium's timers spin under it (a page took minutes). The browser only
+# renders: the clocks that run moves are the server's and the database's.
+BROWSER_ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not CHROMIUM.exists():
@@ -91,7 +97,9 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        browser = await playwright.chromium.launch(
+            executable_path=chromium, args=LAUNCH_ARGS, env=BROWSER_ENVIRONMENT
+        )
         yield browser
         await browser.close()
 
