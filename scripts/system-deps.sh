@@ -3,6 +3,7 @@
 # PostgreSQL 15: the tests start a throwaway cluster of their own from its binaries.
 # redis-server: the Redis rate-limit store's tests start a throwaway server likewise.
 # chromium (and a font for it): the hosted form's end-to-end tests drive it headless.
+# nodejs and npm: the generated-client tests `npm ci` openapi-typescript and tsc (tests/clients).
 # wrk: the benchmarks' load generator (bench/, never the tests).
 set -euo pipefail
 
@@ -11,6 +12,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -eq 0 ]; then
