@@ -76,6 +76,33 @@ async def test_create_org_number_and_key_on_a_fresh_database(run, cli_database):
     ("args", "message"),
     [
         (("orgs", "create", "--name", ""), "name"),
+        (("orgs", "create", "--name", "\u200b\u3164"), "name"),
+        (
+            ("orgs", "create", "--name", "X", "--help-text", "\u2800\u200b"),
+            "help_text",
+        ),
+        (
+            (
+                "consents",
+                "export",
+                "--org",
+                "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+                "--since",
+                "9999-12-31T23:00:00-05:00",
+            ),
+            "is out of range: later than 9999-12-31T23:59:59Z",
+        ),
+        (
+            (
+                "consents",
+                "export",
+                "--org",
+                "497f6eca-6276-4993-bfeb-53cbbbba6f08",
+                "--since",
+                "1900-01-01T00:00:00Z",
+            ),
+            "must be an RFC 3339 time on or after 1992-01-01",
+        ),
         (("orgs", "create", "--name", "X", "--plan", "platinum"), "invalid choice"),
         (("orgs", "create", "--name", "X", "--rate-limit", "0"), "rate_limit"),
         (("numbers", "create", "--org", "nope", "--number", "+15550100001"), "not a UUID"),

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +26,7 @@ from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.db.models import Organization, PhoneNumber
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import ApiError
-from agentmessage.kit.timefmt import format_rfc3339, parse_rfc3339
+from agentmessage.kit.timefmt import format_rfc3339, parse_client_time
 from agentmessage.orgs.plans import PLANS
 from agentmessage.orgs.service import create_organization, create_phone_number
 from agentmessage.settings import Settings
@@ -53,9 +54,9 @@ def _boolean(value: str) -> bool:
 
 def _rfc3339(value: str) -> datetime:
     try:
-        return parse_rfc3339(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be an RFC 3339 date-time") from None
+        return parse_client_time(value)
+    except PydanticCustomError as exc:
+        raise argparse.ArgumentTypeError(exc.message()) from None
 
 
 def _emit(payload: dict[str, Any]) -> None:

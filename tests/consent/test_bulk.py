@@ -11,6 +11,7 @@ from agentmessage.db.models import PhoneNumber
 from agentmessage.kit.clock import utcnow
 from tests.consent.test_capture import SEED_PLAN_MESSAGE
 from tests.fixtures.builders import capture_body, make_key, make_tenant
+from tests.fixtures.edge_values import EDGE_TIMES, INVISIBLE_TEXTS
 
 SEED_BODY = {
     "records": [
@@ -197,6 +198,68 @@ async def test_a_stale_opt_in_is_rejected_for_that_record_only(client, tenant):
     assert r.json()["accepted"] == 1
     assert r.json()["rejected"][0]["index"] == 0
     assert r.json()["rejected"][0]["reason"].startswith("evidence.captured_at: is before")
+
+
+async def test_a_stale_opt_out_is_rejected_for_that_record_only(client, tenant):
+    given = capture_body(tenant, "+15550000001", captured_at="2026-05-01T00:00:00Z")
+    await client.post("/v1/consent", json=given, headers=tenant.headers)
+    stale = capture_body(tenant, "+15550000001", opted_in=False, captured_at="2026-04-01T00:00:00Z")
+    fine = capture_body(tenant, "+15550000002", opted_in=False)
+    r = await client.post(
+        "/v1/consent/bulk", json={"records": [stale, fine]}, headers=tenant.headers
+    )
+    assert r.status_code == 200
+    assert r.json() == {
+        "accepted": 1,
+        "rejected": [
+            {
+                "index": 0,
+                "code": "VALIDATION_FAILED",
+                "reason": "evidence.captured_at: is before the contact opted in at "
+                "2026-05-01T00:00:00Z; an opt-out dated before that consent cannot end it",
+            }
+        ],
+    }
+    kept = await client.get(
+        "/v1/consent", params={"contact_number": "+15550000001"}, headers=tenant.headers
+    )
+    assert kept.json()["data"][0]["opted_in"] is True
+
+
+@pytest.mark.parametrize(("captured_at", "reason"), EDGE_TIMES)
+async def test_a_time_out_of_range_rejects_its_record_only(client, tenant, captured_at, reason):
+    batch = records(tenant, 5)
+    batch[3]["evidence"]["captured_at"] = captured_at
+    r = await client.post("/v1/consent/bulk", json={"records": batch}, headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "accepted": 4,
+        "rejected": [
+            {
+                "index": 3,
+                "code": "VALIDATION_FAILED",
+                "reason": f"evidence.captured_at: {reason}",
+            }
+        ],
+    }
+    assert await _total(client, tenant) == 4
+
+
+@pytest.mark.parametrize("text", INVISIBLE_TEXTS)
+async def test_an_invisible_agreement_text_rejects_its_record_only(client, tenant, text):
+    batch = records(tenant, 3)
+    batch[1]["evidence"]["agreement_text"] = text
+    r = await client.post("/v1/consent/bulk", json={"records": batch}, headers=tenant.headers)
+    assert r.json() == {
+        "accepted": 2,
+        "rejected": [
+            {
+                "index": 1,
+                "code": "VALIDATION_FAILED",
+                "reason": "evidence.agreement_text: must not be blank",
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize(

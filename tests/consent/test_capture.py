@@ -8,6 +8,7 @@ import pytest
 
 from agentmessage.kit.clock import clock
 from tests.fixtures.builders import capture_body, make_key, make_tenant
+from tests.fixtures.edge_values import EDGE_TIMES, FIRST_ACCEPTED_TIMES, INVISIBLE_TEXTS
 
 SEED_PLAN_MESSAGE = (
     "Tier 3 consent capture requires Growth or higher; use double-opt-in "
@@ -106,6 +107,74 @@ async def test_an_opt_in_older_than_the_opt_out_cannot_restore_consent(client, t
     assert r.status_code == 200
     assert r.json()["opted_in"] is True
     assert r.json()["opted_out_at"] is None
+
+
+async def test_an_opt_out_older_than_the_opt_in_cannot_end_it(client, tenant):
+    given = capture_body(tenant, captured_at="2026-05-01T00:00:00Z")
+    first = await client.post("/v1/consent", json=given, headers=tenant.headers)
+    stale = capture_body(
+        tenant, opted_in=False, captured_at="2026-04-30T00:00:00Z", consent_method="written"
+    )
+    r = await client.post("/v1/consent", json=stale, headers=tenant.headers)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"] == {
+        "evidence.captured_at": "is before the contact opted in at 2026-05-01T00:00:00Z; "
+        "an opt-out dated before that consent cannot end it"
+    }
+    record = await client.get(f"/v1/consent/{first.json()['id']}", headers=tenant.headers)
+    assert record.json() == first.json()
+    history = await client.get(f"/v1/consent/{first.json()['id']}/history", headers=tenant.headers)
+    assert [e["type"] for e in history.json()["data"]] == ["opt_in"]
+    # The same moment as the opt-in, or later, ends it.
+    out = capture_body(tenant, opted_in=False, captured_at="2026-05-01T00:00:00Z")
+    r = await client.post("/v1/consent", json=out, headers=tenant.headers)
+    assert r.status_code == 200
+    assert (r.json()["opted_in_at"], r.json()["opted_out_at"]) == (
+        "2026-05-01T00:00:00Z",
+        "2026-05-01T00:00:00Z",
+    )
+
+
+@pytest.mark.parametrize(("captured_at", "reason"), EDGE_TIMES)
+async def test_a_time_out_of_range_or_before_1992_is_422_naming_it_and_changes_nothing(
+    client, tenant, captured_at, reason
+):
+    body = capture_body(tenant, captured_at=captured_at)
+    r = await client.post("/v1/consent", json=body, headers=tenant.headers)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert error["details"] == {"evidence.captured_at": reason}
+    listed = await client.get("/v1/consent", headers=tenant.headers)
+    assert listed.json()["meta"]["total"] == 0
+
+
+@pytest.mark.parametrize("captured_at", FIRST_ACCEPTED_TIMES)
+async def test_the_first_moment_of_1992_is_accepted(client, tenant, captured_at):
+    body = capture_body(tenant, captured_at=captured_at)
+    r = await client.post("/v1/consent", json=body, headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    assert r.json()["opted_in_at"] == "1992-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("text", INVISIBLE_TEXTS)
+async def test_an_agreement_text_with_nothing_visible_is_blank(client, tenant, text):
+    body = capture_body(tenant, agreement_text=text)
+    r = await client.post("/v1/consent", json=body, headers=tenant.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == {"evidence.agreement_text": "must not be blank"}
+    listed = await client.get("/v1/consent", headers=tenant.headers)
+    assert listed.json()["meta"]["total"] == 0
+
+
+async def test_invisible_characters_around_visible_text_are_kept_as_received(client, tenant):
+    body = capture_body(tenant, agreement_text="\u200bReply STOP to opt out.\u3164\u2800")
+    r = await client.post("/v1/consent", json=body, headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    history = await client.get(f"/v1/consent/{r.json()['id']}/history", headers=tenant.headers)
+    assert history.json()["data"][0]["evidence"]["agreement_text"] == (
+        "\u200bReply STOP to opt out.\u3164\u2800"
+    )
 
 
 def _without(body, *path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.fixtures.builders import capture_body, make_key
+from tests.fixtures.edge_values import EDGE_TIMES, TOO_EARLY
 
 
 async def test_anonymous_is_401(client):
@@ -84,3 +87,27 @@ async def test_bad_entries_are_422_naming_them_and_change_nothing(client, tenant
     assert listed.json()["data"][0]["opted_in"] is True
     r = await client.post("/v1/deactivations", json={"deactivations": []}, headers=tenant.headers)
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("deactivated_at", "reason"),
+    [*EDGE_TIMES, ("1991-12-31", TOO_EARLY), ("0001-01-01", TOO_EARLY)],
+)
+async def test_a_time_out_of_range_or_before_1992_is_422_naming_it_and_changes_nothing(
+    client, tenant, deactivated_at, reason
+):
+    await client.post("/v1/consent", json=capture_body(tenant), headers=tenant.headers)
+    r = await client.post(
+        "/v1/deactivations",
+        json={
+            "deactivations": [
+                {"number": "+15554443333", "deactivated_at": "2026-04-30"},
+                {"number": "+15554443333", "deactivated_at": deactivated_at},
+            ]
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == {"deactivations[1].deactivated_at": reason}
+    listed = await client.get("/v1/consent", headers=tenant.headers)
+    assert listed.json()["data"][0]["opted_in"] is True

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.fixtures.builders import capture_body, make_key, make_record
+from tests.fixtures.edge_values import EDGE_TIMES, FIRST_ACCEPTED_TIMES
 
 T0 = datetime(2026, 4, 26, 12, 0, tzinfo=UTC)
 
@@ -211,6 +212,24 @@ async def test_bad_query_values_are_422_with_details(client, tenant, params, fie
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == "VALIDATION_FAILED"
     assert field in r.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(("since", "reason"), EDGE_TIMES)
+async def test_a_since_out_of_range_or_before_1992_is_422_naming_it(client, tenant, since, reason):
+    r = await client.get("/v1/consent", params={"since": since}, headers=tenant.headers)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["details"]) == ("VALIDATION_FAILED", {"since": reason})
+    assert error["request_id"] == r.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("since", FIRST_ACCEPTED_TIMES)
+async def test_since_the_first_moment_of_1992_lists_everything(client, session, tenant, since):
+    await make_record(session, tenant, updated_at=T0)
+    await session.commit()
+    r = await client.get("/v1/consent", params={"since": since}, headers=tenant.headers)
+    assert r.status_code == 200
+    assert r.json()["meta"]["total"] == 1
 
 
 async def _second_page_cursor(client, session, tenant, **params):

@@ -112,6 +112,16 @@ async def test_delete_is_idempotent_and_writes_one_event(client, tenant, record)
     assert [e["type"] for e in history.json()["data"]] == ["opt_in", "opt_out"]
 
 
+async def test_delete_is_never_refused_after_consent_dated_a_little_ahead(client, tenant):
+    # captured_at may run up to 5 minutes ahead of our clock; DELETE happens now.
+    with clock.frozen(datetime(2026, 6, 1, 12, 0, tzinfo=UTC)):
+        body = capture_body(tenant, captured_at="2026-06-01T12:04:00Z")
+        created = await client.post("/v1/consent", json=body, headers=tenant.headers)
+        r = await client.delete(f"/v1/consent/{created.json()['id']}", headers=tenant.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["opted_in"], r.json()["opted_out_at"]) == (False, "2026-06-01T12:00:00Z")
+
+
 async def test_history_follows_commit_order_when_the_clock_steps_back(client, tenant):
     # Two servers whose clocks disagree, or one stepped back by NTP: the opt-out
     # is written "earlier" than the opt-in it follows, and still comes after it.

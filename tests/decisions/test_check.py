@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tests.fixtures.builders import Tenant, capture_body
+from tests.fixtures.edge_values import EDGE_TIMES
 from tests.messaging.helpers import start_challenge
 
 
@@ -187,6 +188,21 @@ async def test_bad_requests_are_422_and_store_nothing(
     )
     assert response.status_code == 422, response.text
     assert field in response.json()["error"]["details"]
+    count = await session.scalar(text("SELECT count(*) FROM consent_decisions"))
+    assert count == 0
+
+
+@pytest.mark.parametrize(("at", "reason"), EDGE_TIMES)
+async def test_an_at_out_of_range_or_before_1992_is_422_naming_it_and_stores_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, session: AsyncSession, at: str, reason: str
+) -> None:
+    body = {"phone_number_id": tenant.phone_number_id, "contact_numbers": ["+15554440001"]}
+    response = await client.post(
+        "/v1/consent/check", json={**body, "at": at}, headers=tenant.headers
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["details"]) == ("VALIDATION_FAILED", {"at": reason})
     count = await session.scalar(text("SELECT count(*) FROM consent_decisions"))
     assert count == 0
 

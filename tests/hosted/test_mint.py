@@ -14,6 +14,7 @@ from agentmessage.kit.clock import clock
 from agentmessage.settings import Settings
 from tests.conftest import TestDatabase
 from tests.fixtures.builders import make_key, make_tenant
+from tests.fixtures.edge_values import INVISIBLE_TEXTS
 from tests.hosted.forms import SEED_AGREEMENT, mint_body, unb64
 
 NOW = datetime(2026, 4, 27, 12, 0, tzinfo=UTC)
@@ -121,6 +122,15 @@ async def test_invalid_fields_are_422_naming_the_field(client, tenant, fields, f
     assert r.json()["error"]["details"][field] == reason
 
 
+@pytest.mark.parametrize("text", INVISIBLE_TEXTS)
+async def test_an_agreement_text_with_nothing_visible_is_blank(client, tenant, text):
+    r = await client.post(
+        "/v1/consent/hosted", json=mint_body(tenant, agreement_text=text), headers=tenant.headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == {"agreement_text": "must not be blank"}
+
+
 async def test_missing_fields_are_422(client, tenant):
     r = await client.post("/v1/consent/hosted", json={}, headers=tenant.headers)
     assert r.status_code == 422
@@ -180,7 +190,11 @@ async def test_openapi_documents_the_endpoint_with_the_seed_example(client):
     assert {"201", "400", "401", "403", "404", "409", "422", "429"} <= set(operation["responses"])
     request = spec["components"]["schemas"]["HostedFormRequest"]
     assert request["examples"][0]["contact_number"] == "+15554443333"
-    assert request["properties"]["expires_in"]["default"] == 3600
+    # Optional, its default in words: generated clients read `default` as "always sent".
+    assert "expires_in" not in request["required"]
+    assert request["properties"]["expires_in"]["description"].endswith(
+        "Default when left out: 3600."
+    )
     response = spec["components"]["schemas"]["HostedFormToken"]
     assert response["examples"][0]["expires_at"] == "2026-04-27T13:00:00Z"
     assert any(p["name"] == "Idempotency-Key" for p in operation["parameters"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
 from agentmessage.kit.clock import clock
 from agentmessage.messaging.outbox.dispatcher import Dispatcher
 from tests.fixtures.builders import Tenant
+from tests.fixtures.edge_values import EDGE_TIMES
 from tests.messaging.helpers import reply
 
 T = datetime(2026, 11, 16, 15, 0, tzinfo=UTC)  # a Monday
@@ -83,3 +85,15 @@ async def test_bad_periods_are_422(client: httpx.AsyncClient, tenant: Tenant) ->
         )
         assert response.status_code == 422, params
         assert field in response.json()["error"]["details"], response.json()
+
+
+@pytest.mark.parametrize("field", ["from", "to"])
+@pytest.mark.parametrize(("value", "reason"), EDGE_TIMES)
+async def test_a_period_end_out_of_range_or_before_1992_is_422_naming_it(
+    client: httpx.AsyncClient, tenant: Tenant, field: str, value: str, reason: str
+) -> None:
+    params = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z", field: value}
+    response = await client.get("/v1/compliance/revocations", params=params, headers=tenant.headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["details"]) == ("VALIDATION_FAILED", {field: reason})

@@ -8,6 +8,7 @@ import pytest
 
 from agentmessage.kit.clock import clock
 from tests.fixtures.builders import capture_body, make_key, make_record, make_tenant
+from tests.fixtures.edge_values import INVISIBLE_TEXTS
 from tests.messaging.helpers import (
     AGREEMENT,
     CONTACT,
@@ -179,6 +180,18 @@ async def test_bad_fields_are_422_naming_the_field(client, tenant, change, field
     )
     assert r.status_code == 422
     assert r.json()["error"]["details"][field] == reason
+
+
+@pytest.mark.parametrize("field", ["agreement_text", "confirmation_text"])
+@pytest.mark.parametrize("text", INVISIBLE_TEXTS)
+async def test_a_text_with_nothing_visible_is_blank_and_sends_nothing(client, tenant, field, text):
+    r = await client.post(
+        "/v1/consent/double-opt-in",
+        json={**challenge_body(tenant), field: text},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == {field: "must not be blank"}
 
 
 async def test_works_on_every_plan(client, session):

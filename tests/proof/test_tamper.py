@@ -65,7 +65,7 @@ def change(world: World, contact: str, opted_in: bool, minutes: int) -> ConsentC
         reason="test",
         evidence={"ip_address": "203.0.113.7", "agreement_text": "Reply STOP to cancel."},
         actor={"type": "test"},
-        refuse_stale_opt_in=False,
+        refuse_stale=False,
     )
 
 

@@ -13,6 +13,7 @@ from agentmessage.kit.clock import clock
 from agentmessage.orgs.service import create_phone_number
 from agentmessage.revocations.clock import honor_by
 from tests.fixtures.builders import Tenant, capture_body
+from tests.fixtures.edge_values import EDGE_TIMES
 
 CONTACT = "+15554443333"
 
@@ -155,3 +156,57 @@ async def test_another_organizations_number_is_not_found(
 ) -> None:
     response = await revoke(client, tenant, phone_number_id=other_tenant.phone_number_id)
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("received_at", "reason"), EDGE_TIMES)
+async def test_a_receipt_out_of_range_or_before_1992_is_422_naming_it_and_changes_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, received_at: str, reason: str
+) -> None:
+    response = await revoke(client, tenant, received_at=received_at)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["details"]) == ("VALIDATION_FAILED", {"received_at": reason})
+    assert await check(client, tenant, tenant.phone_number_id) == "no_consent"
+
+
+async def test_a_revocation_received_before_the_opt_in_cannot_end_that_consent(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    given = capture_body(tenant, CONTACT, captured_at="2026-11-22T09:00:00Z")
+    with clock.frozen(datetime(2026, 11, 27, 10, 0, tzinfo=UTC)):
+        captured = await client.post("/v1/consent", json=given, headers=tenant.headers)
+        response = await revoke(
+            client,
+            tenant,
+            phone_number_id=tenant.phone_number_id,
+            received_at="2026-11-20T15:00:00Z",
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"] == {
+        "received_at": "is before the contact opted in at 2026-11-22T09:00:00Z; "
+        "an opt-out dated before that consent cannot end it"
+    }
+    assert await check(client, tenant, tenant.phone_number_id) == "opted_in"
+    record = await client.get(f"/v1/consent/{captured.json()['id']}", headers=tenant.headers)
+    assert record.json() == captured.json()
+
+
+async def test_for_every_number_a_later_consent_stands_and_the_rest_are_opted_out(
+    client: httpx.AsyncClient, tenant: Tenant, session: AsyncSession
+) -> None:
+    second = await create_phone_number(session, org_id=tenant.org_id, number="+15550109998")
+    await session.commit()
+    older = capture_body(tenant, CONTACT, captured_at="2026-11-02T09:00:00Z")
+    later = {**capture_body(tenant, CONTACT, captured_at="2026-11-22T09:00:00Z"),
+             "phone_number_id": str(second.id)}  # fmt: skip
+    with clock.frozen(datetime(2026, 11, 27, 10, 0, tzinfo=UTC)):
+        for body in (older, later):
+            assert (await client.post("/v1/consent", json=body, headers=tenant.headers)).is_success
+        response = await revoke(client, tenant, received_at="2026-11-20T15:00:00Z")
+    assert response.status_code == 201, response.text
+    actions = {n["phone_number"]: n["action"] for n in response.json()["numbers"]}
+    assert actions == {tenant.number.number: "opted_out", "+15550109998": "kept_later_consent"}
+    kept = next(n for n in response.json()["numbers"] if n["phone_number"] == "+15550109998")
+    assert kept["event_id"] is None and kept["consent_id"] is not None
+    assert await check(client, tenant, tenant.phone_number_id) == "opted_out"
+    assert await check(client, tenant, str(second.id)) == "opted_in"

@@ -11,7 +11,7 @@ from agentmessage.auth.dependencies import ConsentRead
 from agentmessage.compliance import report
 from agentmessage.kit.openapi import error_responses
 from agentmessage.kit.routing import TransactionalRoute, get_session
-from agentmessage.kit.timefmt import RFC3339
+from agentmessage.kit.timefmt import ClientTime
 
 router = APIRouter(prefix="/v1/compliance", tags=["Compliance"], route_class=TransactionalRoute)
 Session = Annotated[AsyncSession, Depends(get_session)]
@@ -31,7 +31,7 @@ Session = Annotated[AsyncSession, Depends(get_session)]
 async def revocations_report(
     caller: ConsentRead,
     session: Session,
-    start: Annotated[RFC3339, Query(alias="from", description="Start, inclusive.")],
-    end: Annotated[RFC3339, Query(alias="to", description="End, exclusive.")],
+    start: Annotated[ClientTime, Query(alias="from", description="Start, inclusive.")],
+    end: Annotated[ClientTime, Query(alias="to", description="End, exclusive.")],
 ) -> dict[str, Any]:
     return await report.revocations(session, caller.org_id, start, end)

@@ -45,8 +45,10 @@ class ConsentChange:
     reason: str
     evidence: dict[str, Any] | None
     actor: dict[str, Any]
-    # An attested opt-in may carry consent older than a later opt-out; refuse it.
-    refuse_stale_opt_in: bool = True
+    # Dated by the caller (an attested capture, a reported revocation), a change
+    # may be older than the record's latest opposite one: refused (StaleChange).
+    # Changes this service dates itself (a reply, DELETE, a flow) happen now: False.
+    refuse_stale: bool = True
 
     def __reduce__(self) -> tuple[type[ConsentChange], tuple[Any, ...]]:
         # Imports send changes between processes by the thousand: as the values
@@ -61,7 +63,7 @@ class ConsentChange:
             self.reason,
             self.evidence,
             self.actor,
-            self.refuse_stale_opt_in,
+            self.refuse_stale,
         )
 
 
@@ -91,18 +93,22 @@ class BatchResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
-class StaleOptIn(Exception):
-    """An opt-in whose evidence predates the contact's opt-out."""
+class StaleChange(Exception):
+    """A change dated before the record's latest opposite one: older news that
+    would undo newer (consent given before an opt-out, or an opt-out dated before
+    the consent it would end), and leave the record's times contradicting its state."""
 
-    def __init__(self, opted_out_at: datetime) -> None:
-        self.opted_out_at = opted_out_at
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def apply_change(
     org_id: uuid.UUID, state: ConsentState | None, change: ConsentChange, now: datetime
 ) -> ConsentState:
-    """The record after ``change``. Raises StaleOptIn rather than let consent given
-    before an opt-out undo it."""
+    """The record after ``change``. Raises StaleChange (when the change refuses
+    stale ones) rather than let an opt-in given before an opt-out restore consent,
+    or an opt-out dated before the opt-in end it."""
     if state is None:
         if change.consent_method is None:
             raise ValueError("a new consent record needs a consent method")
@@ -119,14 +125,8 @@ def apply_change(
             created_at=now,
             updated_at=now,
         )
-    if (
-        change.opted_in
-        and change.refuse_stale_opt_in
-        and not state.opted_in
-        and state.opted_out_at is not None
-        and change.occurred_at < state.opted_out_at
-    ):
-        raise StaleOptIn(state.opted_out_at)
+    if change.refuse_stale:
+        _refuse_stale(state, change)
     opted_in_at: datetime | None
     opted_out_at: datetime | None
     if change.opted_in:
@@ -142,6 +142,30 @@ def apply_change(
         consent_method=change.consent_method or state.consent_method,
         updated_at=now,
     )
+
+
+def _refuse_stale(state: ConsentState, change: ConsentChange) -> None:
+    if (
+        change.opted_in
+        and not state.opted_in
+        and state.opted_out_at is not None
+        and change.occurred_at < state.opted_out_at
+    ):
+        raise StaleChange(
+            f"is before the contact opted out at {format_rfc3339(state.opted_out_at)}; "
+            "consent given before an opt-out cannot restore it"
+        )
+    # Whether the record is still opted in or was opted out since: an opt-out from
+    # before the opt-in would leave opted_out_at earlier than opted_in_at.
+    if (
+        not change.opted_in
+        and state.opted_in_at is not None
+        and change.occurred_at < state.opted_in_at
+    ):
+        raise StaleChange(
+            f"is before the contact opted in at {format_rfc3339(state.opted_in_at)}; "
+            "an opt-out dated before that consent cannot end it"
+        )
 
 
 @dataclass(slots=True)
@@ -164,13 +188,10 @@ class _Contact:
         for index, change in self.items:
             try:
                 updated = apply_change(self.org_id, self.after, change, now)
-            except StaleOptIn as stale:
-                message = (
-                    f"is before the contact opted out at {format_rfc3339(stale.opted_out_at)}; "
-                    "consent given before an opt-out cannot restore it"
-                )
+            except StaleChange as stale:
+                # Named as a capture's field; a revocation names its own (received_at).
                 self.rejected.append(
-                    Rejection(index, "VALIDATION_FAILED", {"evidence.captured_at": message})
+                    Rejection(index, "VALIDATION_FAILED", {"evidence.captured_at": stale.reason})
                 )
                 continue
             # The first change of a contact unknown before this batch creates it.
@@ -245,7 +266,8 @@ async def record_changes(
     """Apply changes (each with its index in the request) in order; flushes, never commits.
 
     A change naming a phone number outside the organization is rejected NOT_FOUND;
-    a stale attested opt-in VALIDATION_FAILED. Every accepted change appends one
+    a stale one (``refuse_stale``: dated before the record's latest opposite change)
+    VALIDATION_FAILED. Every accepted change appends one
     history event. Plan checks are the caller's.
 
     What can be computed before writing is (records, events, documents and their

@@ -31,7 +31,7 @@ from agentmessage.kit.idempotency import Idempotent
 from agentmessage.kit.openapi import error_responses
 from agentmessage.kit.phone import e164_problem
 from agentmessage.kit.routing import TransactionalRoute, get_session, one_snapshot
-from agentmessage.kit.timefmt import RFC3339
+from agentmessage.kit.timefmt import ClientTime
 from agentmessage.orgs.plans import PLAN_REQUIRED_MESSAGE
 
 router = APIRouter(prefix="/v1/consent", tags=["Consent"], route_class=TransactionalRoute)
@@ -132,7 +132,7 @@ async def list_consents(
     contact_number: Annotated[str | None, Query(examples=["+15554443333"])] = None,
     phone_number_id: uuid.UUID | None = None,
     opted_in: bool | None = None,
-    since: Annotated[RFC3339 | None, Query(description="updated_at >= since")] = None,
+    since: Annotated[ClientTime | None, Query(description="updated_at >= since")] = None,
     consent_method: ConsentMethod | None = None,
 ) -> ConsentList:
     if contact_number is not None and (problem := e164_problem(contact_number)):

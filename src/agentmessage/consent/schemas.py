@@ -29,12 +29,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import ValidationFailed, details_from_errors
 from agentmessage.kit.phone import E164
-from agentmessage.kit.timefmt import RFC3339
+from agentmessage.kit.text import is_blank
+from agentmessage.kit.timefmt import RFC3339, ClientTime
 
 ConsentMethod = Literal[
     "checkbox", "sms_keyword", "written", "verbal", "attested", "double_opt_in", "hosted_form"
@@ -53,15 +55,17 @@ MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 STRICT = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
 
-def _not_blank(value: str) -> str:
-    if not value.strip():
+def not_blank(value: str) -> str:
+    """The value unchanged, or a pydantic error when it shows nothing (``is_blank``)."""
+    if is_blank(value):
         raise PydanticCustomError("blank", "must not be blank")
     return value
 
 
-AgreementText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_not_blank)]
-"""The text the contact agreed to: 1..4000 characters, not blank. One rule for
-captures, hosted forms and double opt-in."""
+AgreementText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(not_blank)]
+"""The text the contact agreed to: 1..4000 characters, at least one of them visible
+(zero-width and filler characters alone are blank). One rule for captures, hosted
+forms and double opt-in; kept exactly as received."""
 
 
 class Evidence(BaseModel):
@@ -84,7 +88,9 @@ class Evidence(BaseModel):
         },
     )
 
-    captured_at: RFC3339 = Field(description="When consent was given; at most 5 minutes ahead.")
+    captured_at: ClientTime = Field(
+        description="When consent was given: on or after 1992-01-01, at most 5 minutes ahead."
+    )
     consent_method: ConsentMethod
     agreement_text: AgreementText
     ip_address: str | None = Field(default=None, description="IPv4 or IPv6 address.")
@@ -284,27 +290,33 @@ class BulkCaptureResult(BaseModel):
     rejected: list[BulkRejection]
 
 
+_RECORD_EXAMPLE: Final[JsonDict] = {
+    "id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b6",
+    "org_id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b4",
+    "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
+    "contact_number": "+15554443333",
+    "opted_in": True,
+    "opted_in_at": "2026-04-26T12:00:00Z",
+    "opted_out_at": None,
+    "source": "api",
+    "consent_method": "checkbox",
+    "created_at": "2026-04-26T12:00:00Z",
+    "updated_at": "2026-04-26T12:00:00Z",
+}
+
+
+def _record_json_schema(schema: JsonDict) -> None:
+    # Always sent, but not `required` in the document: the seeds' own record
+    # examples (seeds 000 and 001) leave it out, and a client generated from the
+    # document must take a record shaped like them.
+    required = schema.get("required")
+    if isinstance(required, list):
+        schema["required"] = [name for name in required if name != "consent_method"]
+    schema["examples"] = [_RECORD_EXAMPLE]
+
+
 class ConsentRecordOut(BaseModel):
-    model_config = ConfigDict(
-        from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b6",
-                    "org_id": "0190a1b2-c3d4-e5f6-a7b8-c9d0e1f2a3b4",
-                    "phone_number_id": "7c1f0a2d-9e8b-4c3a-9d2e-1f0a2b3c4d5e",
-                    "contact_number": "+15554443333",
-                    "opted_in": True,
-                    "opted_in_at": "2026-04-26T12:00:00Z",
-                    "opted_out_at": None,
-                    "source": "api",
-                    "consent_method": "checkbox",
-                    "created_at": "2026-04-26T12:00:00Z",
-                    "updated_at": "2026-04-26T12:00:00Z",
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(from_attributes=True, json_schema_extra=_record_json_schema)
 
     id: uuid.UUID
     org_id: uuid.UUID

@@ -82,6 +82,9 @@ async def revoke(session: AsyncSession, caller: Caller, consent_id: uuid.UUID) -
         reason="api:delete",
         evidence=None,
         actor=caller.actor,
+        # Now, as this service sees it: never refused, even after an opt-in whose
+        # captured_at ran up to 5 minutes ahead of our clock.
+        refuse_stale=False,
     )
     result = await record_changes(session, caller.org_id, [(0, change)])
     return result.accepted[0].record

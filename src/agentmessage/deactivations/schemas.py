@@ -1,4 +1,5 @@
-"""The deactivation time type: an RFC 3339 time, or a date meaning its end (UTC)."""
+"""The deactivation time type: an RFC 3339 time, or a date meaning its end (UTC), on
+or after 1992-01-01 like every time a client sends."""
 
 from __future__ import annotations
 
@@ -14,12 +15,7 @@ from agentmessage.deactivations.service import parse_deactivated_at
 def _parse(value: Any) -> datetime:
     if not isinstance(value, str):
         raise PydanticCustomError("deactivated_at", "must be a date or an RFC 3339 date-time")
-    try:
-        return parse_deactivated_at(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "deactivated_at", "must be a date (2026-04-20) or an RFC 3339 date-time"
-        ) from None
+    return parse_deactivated_at(value)
 
 
 DeactivatedAt = Annotated[
@@ -28,7 +24,8 @@ DeactivatedAt = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "description": "RFC 3339 date-time, or a date (then the end of that day, UTC)",
+            "description": "RFC 3339 date-time, or a date (then the end of that day, UTC); "
+            "on or after 1992-01-01",
             "examples": ["2026-04-20", "2026-04-20T08:30:00Z"],
         }
     ),

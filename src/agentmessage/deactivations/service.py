@@ -6,14 +6,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Final
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.consent.changes import ConsentChange, record_changes
 from agentmessage.consent.repository import ConsentRepository
-from agentmessage.kit.timefmt import parse_rfc3339
+from agentmessage.kit.timefmt import parse_client_time
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -28,16 +29,30 @@ class Deactivation:
     evidence: dict[str, Any]
 
 
+NOT_A_DEACTIVATION_TIME: Final = "must be a date (2026-04-20) or an RFC 3339 date-time"
+
+
 def parse_deactivated_at(value: str) -> datetime:
-    """An RFC 3339 time, or a date: then the end of that day (UTC).
+    """An RFC 3339 time, or a date: then the end of that day (UTC). Either is a
+    time a client sends (``parse_client_time``): on or after 1992-01-01, in range.
 
     A date leaves the hour open; taking its end opts out consent captured that day,
-    which could only have come from the previous owner. ValueError when neither.
+    which could only have come from the previous owner. Raises a pydantic error (a
+    ValueError) whose message says what is wrong, for ``details`` or a rejects file.
     """
     value = value.strip()
     if _DATE.match(value):
-        return datetime.combine(date.fromisoformat(value), time.max, tzinfo=UTC)
-    return parse_rfc3339(value)
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:  # 2026-02-30
+            raise PydanticCustomError("deactivated_at", NOT_A_DEACTIVATION_TIME) from None
+        return parse_client_time(datetime.combine(day, time.max, tzinfo=UTC))
+    try:
+        return parse_client_time(value)
+    except PydanticCustomError as exc:
+        if exc.type != "rfc3339":
+            raise  # a time, but before 1992 or out of range: that is what to say
+        raise PydanticCustomError("deactivated_at", NOT_A_DEACTIVATION_TIME) from None
 
 
 async def apply_deactivations(

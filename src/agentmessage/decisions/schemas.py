@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentmessage.consent.schemas import ConsentMethod
-from agentmessage.kit.timefmt import RFC3339
+from agentmessage.kit.timefmt import RFC3339, ClientTime
 
 Reason = Literal[
     "opted_in",
@@ -41,7 +41,7 @@ class CheckRequest(BaseModel):
         max_length=1000,
         description="1 to 1000 contacts. One that is not E.164 is answered invalid_number.",
     )
-    at: RFC3339 | None = Field(
+    at: ClientTime | None = Field(
         default=None,
         description="Answer as of this moment, from history (default: now).",
     )

@@ -167,7 +167,8 @@ async def import_consents(
             for line, details in prepared.rejected:
                 rejects.add(line, details)
             for rejection in result.rejected:
-                rejects.add(rejection.index, rejection.details)
+                # A stale opt-in or opt-out names evidence.captured_at: the file's column.
+                rejects.add(rejection.index, _column_names(rejection.details))
             report.accepted += len(result.accepted)
             rejects.flush()
             if not dry_run:

@@ -169,7 +169,7 @@ async def submit(session: AsyncSession, opened: OpenForm, visit: Submission) -> 
         evidence=evidence,
         actor={"type": "contact", "contact_number": form.contact_number, "token_id": str(form.id)},
         # The contact's own, present act: it may follow an opt-out.
-        refuse_stale_opt_in=False,
+        refuse_stale=False,
     )
     result = await record_changes(session, org, [(0, change)])
     if result.rejected:

@@ -166,7 +166,7 @@ async def confirm(
         },
         actor=contact_actor(reply),
         # The contact's own, present act: it may follow an earlier opt-out.
-        refuse_stale_opt_in=False,
+        refuse_stale=False,
     )
     result = await record_changes(session, org, [(0, change)])
     (accepted,) = result.accepted

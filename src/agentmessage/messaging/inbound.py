@@ -202,7 +202,7 @@ async def _opt_out_or_in(
             "replied_at": format_rfc3339(reply.created_at),
         },
         actor=double_opt_in.contact_actor(reply),
-        refuse_stale_opt_in=False,
+        refuse_stale=False,
     )
     (accepted,) = (await record_changes(session, org, [(0, change)])).accepted
     if not opted_in:

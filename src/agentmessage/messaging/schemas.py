@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from agentmessage.consent.schemas import AgreementText
+from agentmessage.consent.schemas import AgreementText, not_blank
 from agentmessage.kit.phone import E164
 from agentmessage.kit.timefmt import RFC3339
 
@@ -42,8 +42,7 @@ def missing_words(text: str) -> list[str]:
 
 
 def _tells_the_keywords(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank", "must not be blank")
+    not_blank(value)
     missing = missing_words(value)
     if missing:
         raise PydanticCustomError(

@@ -12,6 +12,7 @@ from agentmessage.db.models import Organization, PhoneNumber
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import NotFound, ValidationFailed
 from agentmessage.kit.phone import e164_problem
+from agentmessage.kit.text import is_blank
 from agentmessage.orgs import confirmation
 from agentmessage.orgs.plans import PLANS
 
@@ -30,13 +31,13 @@ async def create_organization(
     ``help_text``: the SMS answering HELP/INFO (None: a default naming the organization).
     """
     details: dict[str, str] = {}
-    if not name.strip() or len(name) > 200:
+    if is_blank(name) or len(name) > 200:
         details["name"] = "must be 1..200 characters"
     if plan not in PLANS:
         details["plan"] = f"must be one of {', '.join(PLANS)}"
     if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= 10_000_000:
         details["rate_limit"] = "must be between 1 and 10000000 requests per minute"
-    if help_text is not None and not 1 <= len(help_text.strip()) <= 1600:
+    if help_text is not None and (is_blank(help_text) or len(help_text.strip()) > 1600):
         details["help_text"] = "must be 1..1600 characters (one SMS)"
     if opt_out_confirmation is not None:
         why = confirmation.problem(opt_out_confirmation)

@@ -27,7 +27,9 @@ Session = Annotated[AsyncSession, Depends(get_session)]
         "Opts them out at once of one sender number, or of every number of the "
         "organization without `phone_number_id`; answered with `received_at`, "
         "`honored_at` and `honor_by` (the 10th US business day after the day of "
-        "receipt, federal holidays excluded). Requires consent:write."
+        "receipt, federal holidays excluded). Consent given after `received_at` "
+        "stands: with `phone_number_id` that is 422 naming `received_at`; for every "
+        "number, such a number answers `kept_later_consent`. Requires consent:write."
     ),
     responses=error_responses(400, 401, 403, 404, 409, 422, 429),
 )

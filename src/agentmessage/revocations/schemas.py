@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 from agentmessage.consent.schemas import MAX_CLOCK_SKEW
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.phone import E164
-from agentmessage.kit.timefmt import RFC3339
+from agentmessage.kit.timefmt import ClientTime
 
 Channel = Literal["email", "voice", "web", "in_person", "agent", "other"]
 
@@ -37,7 +37,9 @@ class RevocationRequest(BaseModel):
         default=None, description="One sender number; absent: every number of the organization."
     )
     channel: Channel = Field(description="How the contact told you.")
-    received_at: RFC3339 = Field(description="When you received it; not in the future.")
+    received_at: ClientTime = Field(
+        description="When you received it: on or after 1992-01-01, not in the future."
+    )
     text: str | None = Field(default=None, max_length=4000, description="Their words, if any.")
 
     @field_validator("received_at")
