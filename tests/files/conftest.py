@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from agentmessage.auth.service import OrgScope
-from agentmessage.db.engine import Database, create_engine
+from agentmessage.db.engine import Database, create_engine, is_postgresql
 from agentmessage.db.migrate import upgrade_to_head
 from agentmessage.orgs.service import create_organization, create_phone_number
 
@@ -41,3 +45,34 @@ async def make_org(database: Database, plan: str = "growth", number: str = "+155
 @pytest.fixture
 async def org(database) -> Org:
     return await make_org(database)
+
+
+@pytest.fixture
+async def fresh_database(database, database_url_factory) -> AsyncIterator[Database]:
+    """A second empty database of the same kind (where an export goes back in)."""
+    backend = "postgresql" if is_postgresql(database.engine) else "sqlite"
+    url = database_url_factory(backend)
+    fresh = Database(create_engine(url))
+    await upgrade_to_head(fresh.engine)
+    fresh.url = url  # type: ignore[attr-defined]
+    yield fresh
+    await fresh.dispose()
+
+
+@pytest.fixture
+def agentmessage(database, tmp_path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The command as a user runs it: a subprocess on this test's database (or on
+    the one given as ``on``)."""
+    command = str(Path(sys.executable).with_name("agentmessage"))
+
+    def run(*args: str, on: Database | None = None) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "AGENTMESSAGE_DATABASE_URL": (on or database).url,  # type: ignore[attr-defined]
+            "AGENTMESSAGE_DATA_DIR": str(tmp_path),
+        }
+        return subprocess.run(
+            [command, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    return run

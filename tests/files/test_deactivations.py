@@ -16,6 +16,7 @@ from agentmessage.db.models import ConsentRecord
 from agentmessage.files.importer import import_consents
 from tests.files.conftest import make_org
 from tests.files.test_import import write
+from tests.fixtures.edge_values import EDGE_TIMES, TOO_EARLY
 
 AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
 
@@ -126,3 +127,42 @@ async def test_a_fresh_opt_in_after_the_deactivation_is_unaffected(database, org
     await import_consents(database, org_id=org.id, path=write(tmp_path, fresh, "fresh.csv"))
     assert run_feed(database, tmp_path, FEED)["opted_out"] == 0
     assert (await states(database, org))["+15554443333"][0] is True
+
+
+async def test_times_out_of_range_or_before_1992_reject_their_lines_and_exit_0(
+    database, org, tmp_path
+):
+    await import_consents(database, org_id=org.id, path=write(tmp_path, CONSENTS))
+    times = [*(p.values for p in EDGE_TIMES), ("1991-12-31", TOO_EARLY)]
+    feed = "number,deactivated_at\n" + "".join(f"+15554443333,{at}\n" for at, _ in times)
+    summary = run_feed(database, tmp_path, feed)
+    assert (summary["lines"], summary["invalid"], summary["opted_out"]) == (
+        len(times),
+        len(times),
+        0,
+    )
+    with (tmp_path / "feed.rejects.csv").open(newline="") as handle:
+        assert list(csv.reader(handle))[1:] == [
+            [str(2 + i), "deactivated_at", reason] for i, (_, reason) in enumerate(times)
+        ]
+    assert (await states(database, org))["+15554443333"][0] is True
+
+
+async def test_a_quote_never_closed_refuses_the_feed_and_applies_nothing(
+    database, org, tmp_path, agentmessage
+):
+    """Read leniently, line 3 would be one number holding every line after it: a
+    reject, and the deactivations of lines 4 to 6 silently gone."""
+    await import_consents(database, org_id=org.id, path=write(tmp_path, CONSENTS))
+    before = await states(database, org)
+    feed = FEED.replace("+15554443334,", '"+15554443334,', 1)
+    path = write(tmp_path, feed, "feed.csv")
+    done = agentmessage("deactivations", "import", str(path))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert "agentmessage: error: line 3: the quote that opens the number field of this row " in (
+        done.stderr
+    )
+    assert "is never closed" in done.stderr
+    assert await states(database, org) == before

@@ -19,6 +19,7 @@ from agentmessage.db.models import ConsentEvent, ConsentRecord
 from agentmessage.files import importer
 from agentmessage.files.importer import ImportUsageError, import_consents
 from tests.files.conftest import make_org
+from tests.fixtures.edge_values import EDGE_TIMES
 
 AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
 
@@ -212,21 +213,22 @@ async def test_a_line_that_cannot_be_read_mid_file_stops_and_says_what_was_kept(
 
 
 async def test_validation_in_a_second_process_gives_the_same_database(
-    database, tmp_path, monkeypatch
+    database, fresh_database, tmp_path, monkeypatch
 ):
-    here, there = (await make_org(database), await make_org(database))
+    # The same file's sender number in two databases: a number has one organization.
+    here, there = (await make_org(database), await make_org(fresh_database))
     path = write(tmp_path, MESSY)
     report_here = await import_consents(database, org_id=here.id, path=path)
     rejects_here = read_rejects(path)
     monkeypatch.setattr(importer, "PROCESS_FROM_BYTES", 0)
     copy = write(tmp_path, MESSY, "copy.csv")
-    report_there = await import_consents(database, org_id=there.id, path=copy)
+    report_there = await import_consents(fresh_database, org_id=there.id, path=copy)
     assert (report_there.rows, report_there.accepted, report_there.rejected) == (12, 3, 9)
     assert report_there.as_json() | {"file": "", "rejects_file": ""} == (
         report_here.as_json() | {"file": "", "rejects_file": ""}
     )
     assert read_rejects(copy) == rejects_here
-    assert await snapshot(database, there) == await snapshot(database, here) != []
+    assert await snapshot(fresh_database, there) == await snapshot(database, here) != []
 
 
 def big_file(tmp_path: Path, rows: int, name: str = "big.csv", text: str = "Text") -> Path:
@@ -259,9 +261,9 @@ class Interrupted(Exception):
     pass
 
 
-async def test_an_interrupted_import_rerun_equals_one_clean_run(database, tmp_path):
-    interrupted_org = await make_org(database, number="+15550100001")
-    clean_org = await make_org(database, number="+15550100001")
+async def test_an_interrupted_import_rerun_equals_one_clean_run(database, fresh_database, tmp_path):
+    interrupted_org = await make_org(database)
+    clean_org = await make_org(fresh_database)
     path = big_file(tmp_path, 3500)
 
     batches = 0
@@ -281,9 +283,9 @@ async def test_an_interrupted_import_rerun_equals_one_clean_run(database, tmp_pa
     assert rerun.skipped == 2000
 
     clean_path = big_file(tmp_path / ".." / tmp_path.name, 3500, "clean.csv")
-    clean = await import_consents(database, org_id=clean_org.id, path=clean_path)
+    clean = await import_consents(fresh_database, org_id=clean_org.id, path=clean_path)
     assert (rerun.accepted, rerun.rejected) == (clean.accepted, clean.rejected)
-    assert await snapshot(database, interrupted_org) == await snapshot(database, clean_org)
+    assert await snapshot(database, interrupted_org) == await snapshot(fresh_database, clean_org)
     assert read_rejects(path) == read_rejects(clean_path)
 
 
@@ -352,6 +354,57 @@ async def test_a_nul_character_rejects_its_row_only(database, org, tmp_path):
     ]
 
 
+async def test_bad_times_and_invisible_texts_reject_their_rows_and_the_command_exits_0(
+    database, org, tmp_path
+):
+    times = [p.values for p in EDGE_TIMES]
+    # Cells are trimmed of whitespace as read; these survive it and are still blank.
+    texts = ["\u200b\u200b", "\u2800\u3164", "\u115f\u1160\ufeff"]
+    lines = ["contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number"]
+    lines += [
+        f"+1555444{3300 + i},true,{at},checkbox,Text,+15550100001"
+        for i, (at, _) in enumerate(times)
+    ]
+    lines += [
+        f"+1555444{3400 + i},true,2026-04-26T12:00:00Z,checkbox,{text},+15550100001"
+        for i, text in enumerate(texts)
+    ]
+    lines += [
+        "+15554443500,true,2026-05-01T00:00:00Z,checkbox,Text,+15550100001",
+        "+15554443500,false,2026-04-01T00:00:00Z,written,Text,+15550100001",  # before it
+        "+15554443501,true,1992-01-01T00:00:00Z,checkbox,Text,+15550100001",
+    ]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    env = {
+        **os.environ,
+        "AGENTMESSAGE_DATABASE_URL": database.url,
+        "AGENTMESSAGE_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [AGENTMESSAGE, "consents", "import", str(path), "--org", str(org.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["accepted"], summary["rejected"]) == (2, len(times) + len(texts) + 1)
+    expected = [[str(n), "captured_at", reason] for n, (_, reason) in enumerate(times, start=2)]
+    first_text = 2 + len(times)
+    expected += [
+        [str(n), "agreement_text", "must not be blank"]
+        for n in range(first_text, first_text + len(texts))
+    ]
+    stale = (
+        "is before the contact opted in at 2026-05-01T00:00:00Z; "
+        "an opt-out dated before that consent cannot end it"
+    )
+    expected.append([str(len(lines) - 1), "captured_at", stale])
+    assert read_rejects(path)[1:] == expected
+
+
 def flip_flop_file(tmp_path: Path, name: str = "flips.csv") -> Path:
     """60 contacts, each opting in and out again and again (120 rows per round, six
     rounds): with batches of 120 rows, each batch holds every contact twice and
@@ -384,20 +437,22 @@ async def proof_log_is_whole(database, org) -> bool:
     return list(leaves) == list(range(events)) and size == events
 
 
-async def test_batches_in_flight_together_keep_the_file_order(database, tmp_path, monkeypatch):
+async def test_batches_in_flight_together_keep_the_file_order(
+    database, fresh_database, tmp_path, monkeypatch
+):
     """On PostgreSQL two batches are written at once; batches that touch the same
     contacts still apply in file order, as in a one-at-a-time run."""
     monkeypatch.setattr(importer, "BATCH_ROWS", 120)
-    together, one_by_one = await make_org(database), await make_org(database)
+    together, one_by_one = await make_org(database), await make_org(fresh_database)
     report = await import_consents(database, org_id=together.id, path=flip_flop_file(tmp_path))
     monkeypatch.setattr(importer, "PIPELINE_DEPTH", 1)
     alone = await import_consents(
-        database, org_id=one_by_one.id, path=flip_flop_file(tmp_path, "alone.csv")
+        fresh_database, org_id=one_by_one.id, path=flip_flop_file(tmp_path, "alone.csv")
     )
     assert (report.rows, report.accepted, report.rejected) == (720, 720, 0)
     assert (alone.accepted, alone.rejected) == (720, 0)
     history = await snapshot(database, together)
-    assert history == await snapshot(database, one_by_one)
+    assert history == await snapshot(fresh_database, one_by_one)
     # Each contact's twelve events in file order: in, out, in, out...
     first = "+15554443000"
     assert [r[1] for r in history if len(r) == 3 and r[0] == first] == ["opt_in", "opt_out"] * 6
@@ -407,7 +462,7 @@ async def test_batches_in_flight_together_keep_the_file_order(database, tmp_path
 
 
 async def test_a_batch_the_database_refuses_takes_the_batch_after_it_back_too(
-    database, org, tmp_path
+    database, fresh_database, org, tmp_path
 ):
     """Batch 2 fails inside the database while batch 3 is already being written:
     neither is kept, the checkpoint stays at batch 1, and a rerun (the fault gone)
@@ -458,12 +513,12 @@ async def test_a_batch_the_database_refuses_takes_the_batch_after_it_back_too(
         )
     rerun = await import_consents(database, org_id=org.id, path=path)
     assert rerun.resumed_after_line == 1001
-    clean_org = await make_org(database)
+    clean_org = await make_org(fresh_database)
     clean = await import_consents(
-        database, org_id=clean_org.id, path=big_file(tmp_path, 3500, "clean.csv")
+        fresh_database, org_id=clean_org.id, path=big_file(tmp_path, 3500, "clean.csv")
     )
     assert (rerun.accepted, rerun.rejected) == (clean.accepted, clean.rejected)
-    assert await snapshot(database, org) == await snapshot(database, clean_org)
+    assert await snapshot(database, org) == await snapshot(fresh_database, clean_org)
     assert await proof_log_is_whole(database, org)
 
 
@@ -488,3 +543,114 @@ async def test_a_short_batch_behind_a_long_one_waits_for_its_turn(database, org,
     ]
     assert {r[0]: r[1] for r in history if len(r) == 6}["+15550000000"] is False
     assert await proof_log_is_whole(database, org)
+
+
+UNCLOSED = (
+    "phone_number,contact_number,opted_in,captured_at,consent_method,agreement_text\n"
+    '+15550100001,+15554440002,true,2026-04-26T12:00:00Z,checkbox,"Text opened, never closed\n'
+    + "".join(
+        f"+15550100001,+1555444000{i},true,2026-04-26T12:00:00Z,checkbox,Text\n"
+        for i in range(3, 8)
+    )
+)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
+async def test_a_quote_never_closed_refuses_the_file_naming_its_line(
+    database, org, tmp_path, agentmessage, dry_run
+):
+    """Read leniently, line 2 would be one row whose agreement text holds the five
+    rows after it, other contacts' numbers included."""
+    path = write(tmp_path, UNCLOSED)
+    done = agentmessage(
+        "consents", "import", str(path), "--org", str(org.id), *(["--dry-run"] if dry_run else [])
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert (
+        "agentmessage: error: line 2: the quote that opens the agreement_text field of this "
+        "row is never closed, so every line after it, to the end of the file (line 7), would be "
+        'read into that field; the file was refused (close the quote, or double it ("") if it '
+        "is part of the text)\n"
+    ) in done.stderr
+    assert await snapshot(database, org) == []
+    assert not path.with_name("consents.rejects.csv").exists()
+
+    # Closed, the same file imports every row.
+    path.write_text(UNCLOSED.replace("never closed\n", 'never closed"\n', 1))
+    fixed = agentmessage("consents", "import", str(path), "--org", str(org.id))
+    assert fixed.returncode == 0, fixed.stderr
+    assert (json.loads(fixed.stdout)["rows"], json.loads(fixed.stdout)["accepted"]) == (6, 6)
+
+
+async def test_a_quote_closed_irregularly_rows_later_refuses_the_file(
+    database, org, tmp_path, agentmessage
+):
+    """The stray quote of line 3 ends at line 6's ``"Reminders"``: lines 3 to 6 would
+    make one row of six fields, accepted, its agreement text holding three contacts."""
+    rows = UNCLOSED.splitlines(keepends=True)
+    rows[1] = rows[1].replace('"Text opened, never closed', "Text")
+    rows.insert(2, rows[1].replace("0002,", "0009,").replace(",Text\n", ',"Stray quote\n'))
+    rows[5] = rows[5].replace(",Text\n", ',"Reminders"\n')
+    path = write(tmp_path, "".join(rows))
+    done = agentmessage("consents", "import", str(path), "--org", str(org.id))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert (
+        "line 3: the quote that opens the agreement_text field of this row closes only on "
+        "line 6, and irregularly (a quote followed by more text), so lines 3 to 6 would be "
+        "read as one row"
+    ) in done.stderr
+    assert await snapshot(database, org) == []
+
+
+@pytest.mark.parametrize(
+    ("rows_after", "message"),
+    [
+        (400, "is never closed, so every line after it, to the end of the file (line 2902)"),
+        # 18 characters of the field on line 2502, then 66 a line: 131,072 on line 4488.
+        (3000, "is still open on line 4488, past the 131,072 characters a field may hold"),
+    ],
+)
+async def test_a_quote_never_closed_far_down_a_long_file_imports_nothing(
+    database, org, tmp_path, validation, rows_after, message
+):
+    """Found before the first batch: no batch before the quote is imported (the
+    file, once fixed, is another file, and would import them a second time)."""
+    opened = b'+15554449999,true,2026-04-26T12:00:00Z,checkbox,"Text,+15550100001\n'
+    after = "+1555443{:04d},true,2026-04-26T12:00:00Z,checkbox,Text,+15550100001\n"
+    path = file_with_line(
+        tmp_path, 2500, opened + "".join(after.format(i) for i in range(rows_after)).encode()
+    )
+    with pytest.raises(ImportUsageError) as refused:
+        await import_consents(database, org_id=org.id, path=path)
+    assert str(refused.value).startswith(
+        "line 2502: the quote that opens the agreement_text field of this row "
+    )
+    assert message in str(refused.value)
+    assert await snapshot(database, org) == []
+
+
+async def test_quoting_a_spreadsheet_accepts_is_read_as_before(database, org, tmp_path):
+    """Line breaks and doubled quotes inside quotes, lenient quoting within a line,
+    CR-only line ends, and a quote opening inside an unquoted field (it is text)."""
+    path = write(
+        tmp_path,
+        "contact_number,opted_in,captured_at,consent_method,agreement_text,phone_number\r"
+        '+15554443333,true,2026-04-26T12:00:00Z,checkbox,"Signed ""form"",\r\rpage 2",'
+        "+15550100001\r"
+        '+15554443334,true,2026-04-26T12:00:00Z,checkbox,"Said"so,+15550100001\r'
+        '+15554443335,true,2026-04-26T12:00:00Z,checkbox,A 5" screen,+15550100001\r'
+        '+15554443336,true,2026-04-26T12:00:00Z,checkbox,"Last\rrow",+15550100001',
+    )
+    report = await import_consents(database, org_id=org.id, path=path)
+    assert (report.rows, report.accepted, report.rejected) == (4, 4, 0)
+    texts = {r[0]: r[2]["agreement_text"] for r in await snapshot(database, org) if len(r) == 3}
+    assert texts == {
+        "+15554443333": 'Signed "form",\r\rpage 2',
+        "+15554443334": "Saidso",
+        "+15554443335": 'A 5" screen',
+        "+15554443336": "Last\rrow",
+    }
+    assert [r[0] for r in read_rejects(path)] == ["line"]

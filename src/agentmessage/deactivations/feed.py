@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select
 
 from agentmessage.auth.service import OrgScope
@@ -20,6 +21,7 @@ from agentmessage.deactivations.service import (
 from agentmessage.files.csvfile import (
     RejectsFile,
     UnreadableFile,
+    fingerprint,
     open_text,
     read_rows,
     rejects_path,
@@ -61,6 +63,9 @@ async def import_feed(
     """Apply a deactivation file to every organization, in batches (each its own
     transaction per organization). Rerunning the same file changes nothing more."""
     try:
+        # The whole file first (UTF-8, every quote closed), so a bad line far down
+        # refuses it before any line is applied.
+        fingerprint(path)
         text, raw = open_text(path)
     except UnreadableFile as exc:
         raise FeedUsageError(str(exc)) from None
@@ -113,10 +118,8 @@ def _entry(
         return None
     try:
         deactivated_at = parse_deactivated_at(when)
-    except ValueError:
-        rejects.add(
-            line, {"deactivated_at": "must be a date (2026-04-20) or an RFC 3339 date-time"}
-        )
+    except PydanticCustomError as exc:
+        rejects.add(line, {"deactivated_at": exc.message()})
         return None
     return Deactivation(
         number=number,

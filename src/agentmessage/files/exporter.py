@@ -1,6 +1,11 @@
 """Export of consent records in the import's own columns, streamed in constant
 memory (keyset pages of the list endpoint's query), so that export then import
-into another organization reproduces the records."""
+into another organization reproduces the records.
+
+CSV cells that a spreadsheet would run as a formula are neutralised with a
+leading quote, which the import takes off again (``csvfile.neutralise``); JSON
+Lines holds every value as it is.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from agentmessage.auth.service import OrgScope
 from agentmessage.consent.repository import ConsentRepository, ListFilters, Position
 from agentmessage.db.engine import Database
 from agentmessage.db.models import ConsentEvent, ConsentRecord
+from agentmessage.files.csvfile import neutralise
 from agentmessage.kit.timefmt import format_rfc3339
 
 COLUMNS = (
@@ -78,13 +84,18 @@ def _row(
 async def write_export(
     rows: AsyncIterator[dict[str, Any]], out: io.TextIOBase | Any, fmt: Format
 ) -> int:
-    """Write rows as CSV (header first) or JSON Lines; how many were written."""
+    """Write rows as CSV (header first, formula cells neutralised) or JSON Lines;
+    how many were written."""
     count = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
+        # CRLF, as RFC 4180 has it: the csv module quotes a cell holding any character
+        # of the line terminator, so a lone CR in a text (a user agent) stays in its
+        # cell instead of ending the row.
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(COLUMNS)
         async for row in rows:
-            writer.writerow({**row, "opted_in": "true" if row["opted_in"] else "false"})
+            cells = {**row, "opted_in": "true" if row["opted_in"] else "false"}
+            writer.writerow([neutralise(cells[name]) for name in COLUMNS])
             count += 1
     else:
         async for row in rows:
