@@ -42,9 +42,7 @@ async def test_unknown_route_is_404_in_the_envelope(client):
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
-async def test_a_trailing_slash_is_404_never_a_redirect_to_the_callers_host(
-    client, tenant, method
-):
+async def test_a_trailing_slash_is_404_never_a_redirect_to_the_callers_host(client, tenant, method):
     # Starlette's redirect built Location from the Host header: an open redirect.
     headers = {**tenant.headers, "Host": "evil.example"}
     r = await client.request(method, "/v1/consent/", headers=headers)
