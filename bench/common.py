@@ -117,9 +117,10 @@ async def insert_batches(
 COPY_COLUMNS: Final = {
     "consent_records": ("org_id", "id", "phone_number_id", "contact_number", "opted_in",
                         "opted_in_at", "opted_out_at", "source", "consent_method",
-                        "created_at", "updated_at"),
+                        "created_at", "updated_at", "event_count", "last_leaf_hash"),
     "consent_events": ("org_id", "id", "consent_id", "type", "consent_method", "source",
-                       "reason", "evidence", "actor", "occurred_at", "created_at"),
+                       "reason", "evidence", "actor", "occurred_at", "created_at",
+                       "sequence", "previous_leaf_hash"),
     "log_leaves": ("org_id", "leaf_index", "event_id", "consent_id", "hashes"),
     "challenges": ("org_id", "id", "phone_number_id", "contact_number", "state",
                    "agreement_text", "confirmation_text", "message_id", "api_key_id",
@@ -192,7 +193,8 @@ def consent_rows(
 
     Ids are UUIDv7 in insertion order while updated_at is shuffled, so the list
     order is not the physical order, as after years of updates. Each record has
-    the one event that left it in its state.
+    the one event that left it in its state (no proof-log leaf: the benchmarks
+    that read these never prove them, so the record's log head stays empty).
     """
     rng = random.Random(seed)
     step = LOAD_SPAN / count
@@ -212,12 +214,12 @@ def consent_rows(
         record = (
             org_id, record_id, phone, loaded_contact(n), opted_in,
             updated_at if opted_in else created_at, None if opted_in else updated_at,
-            source, method, created_at, updated_at,
+            source, method, created_at, updated_at, 0, None,
         )  # fmt: skip
         event = (
             org_id, new_id(), record_id, "opt_in" if opted_in else "opt_out",
             method if opted_in else None, source, "bench:load", None, LOAD_ACTOR,
-            updated_at, updated_at,
+            updated_at, updated_at, None, None,
         )  # fmt: skip
         yield record, event
 

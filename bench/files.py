@@ -105,11 +105,6 @@ def copy_rows(
             else now
         )
         record_id = new_id()
-        records.append(
-            (org_id, record_id, phone_id, contact, opted_in == "true",
-             at if opted_in == "true" else None, None if opted_in == "true" else at,
-             "api", method, now, now)
-        )  # fmt: skip
         evidence = {
             "captured_at": captured_at, "consent_method": method, "agreement_text": agreement,
             "ip_address": ip, "user_agent": agent, "form_url": url,
@@ -121,14 +116,21 @@ def copy_rows(
         )
         events.append(
             (org_id, event_id, record_id, kind, method,
-             "api", "import:csv", json.dumps(evidence), json.dumps(actor), at, now)
+             "api", "import:csv", json.dumps(evidence), json.dumps(actor), at, now, 1, None)
         )  # fmt: skip
         document = log.event_document(
             org_id=org_id, event_id=event_id, consent_id=record_id, phone_number_id=phone_id,
             contact_number=contact, type=kind, consent_method=method, source="api",
             reason="import:csv", evidence=evidence, actor=actor, occurred_at=at, created_at=now,
+            sender_number=SENDER, sequence=1, previous_leaf_hash=None,
         )  # fmt: skip
-        hashes = merkle.append(frontier, size, merkle.leaf_hash(merkle.canonical_json(document)))
+        leaf = merkle.leaf_hash(merkle.canonical_json(document))
+        records.append(
+            (org_id, record_id, phone_id, contact, opted_in == "true",
+             at if opted_in == "true" else None, None if opted_in == "true" else at,
+             "api", method, now, now, 1, leaf)
+        )  # fmt: skip
+        hashes = merkle.append(frontier, size, leaf)
         leaves.append((org_id, size, event_id, record_id, hashes))
         size += 1
     return records, events, leaves

@@ -70,7 +70,7 @@ def progress(message: str) -> None:
     print(f"[proof] {message}", file=sys.stderr, flush=True)
 
 
-async def load(url: str, org: uuid.UUID, phone: uuid.UUID, events: int) -> uuid.UUID:
+async def load(url: str, org: uuid.UUID, phone: uuid.UUID, sender: str, events: int) -> uuid.UUID:
     """``events`` events (and leaves) in one organization; the subject's record id."""
     import asyncpg
 
@@ -101,9 +101,10 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, events: int) -> uuid.
             leaves.clear()
 
         subject_last = start
+        subject_events, subject_head = 0, None
         # The subject's record first: its events' foreign key needs it.
         records.append((org, subject, phone, "+15559990000", True, start, None, "api",
-                        "checkbox", start, start))  # fmt: skip
+                        "checkbox", start, start, 0, None))  # fmt: skip
         for i in range(events):
             at = start + timedelta(seconds=i)
             is_subject = i % spacing == 0 and i // spacing < SUBJECT_EVENTS
@@ -112,26 +113,32 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, events: int) -> uuid.
                 kind = "opt_in" if (i // spacing) % 2 == 0 else "opt_out"
                 subject_opted_in = kind == "opt_in"
                 subject_last = at
+                sequence, previous = subject_events + 1, subject_head
             else:
                 consent_id, contact, kind = new_id(), f"+1555{i:07d}", "opt_in"
-                records.append(
-                    (org, consent_id, phone, contact, True, at, None, "api", "checkbox", at, at)
-                )
+                sequence, previous = 1, None
             event_id = new_id()
             evidence = EVIDENCE if kind == "opt_in" else None
             actor = {"type": "api_key", "id": "bench"}
-            event_rows.append(
-                (org, event_id, consent_id, kind, "checkbox", "api", "bench",
-                 _json(evidence), _json(actor), at, at)
-            )  # fmt: skip
             document = log.event_document(
                 org_id=org, event_id=event_id, consent_id=consent_id, phone_number_id=phone,
                 contact_number=contact, type=kind, consent_method="checkbox", source="api",
                 reason="bench", evidence=evidence, actor=actor, occurred_at=at, created_at=at,
+                sender_number=sender, sequence=sequence, previous_leaf_hash=previous,
             )  # fmt: skip
-            hashes = merkle.append(
-                frontier, size, merkle.leaf_hash(merkle.canonical_json(document))
-            )
+            leaf = merkle.leaf_hash(merkle.canonical_json(document))
+            if is_subject:
+                subject_events, subject_head = sequence, leaf
+            else:
+                records.append(
+                    (org, consent_id, phone, contact, True, at, None, "api", "checkbox", at, at,
+                     1, leaf)
+                )  # fmt: skip
+            event_rows.append(
+                (org, event_id, consent_id, kind, "checkbox", "api", "bench",
+                 _json(evidence), _json(actor), at, at, sequence, previous)
+            )  # fmt: skip
+            hashes = merkle.append(frontier, size, leaf)
             leaves.append((org, size, event_id, consent_id, hashes))
             size += 1
             if len(event_rows) == BATCH:
@@ -141,11 +148,13 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, events: int) -> uuid.
             await flush()
         # The subject's final state, as its last event left it.
         await connection.execute(
-            "UPDATE consent_records SET opted_in = $1, opted_out_at = $2, updated_at = $3 "
-            "WHERE org_id = $4 AND id = $5",
+            "UPDATE consent_records SET opted_in = $1, opted_out_at = $2, updated_at = $3, "
+            "event_count = $4, last_leaf_hash = $5 WHERE org_id = $6 AND id = $7",
             subject_opted_in,
             None if subject_opted_in else subject_last,
             subject_last,
+            subject_events,
+            subject_head,
             org,
             subject,
         )
@@ -236,7 +245,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> list[Figure]:
         async with migrated_engine(url) as engine:
             tenant = await create_tenant(engine)
             started = time.perf_counter()
-            subject = await load(url, tenant.org_id, tenant.phone_number_id, args.events)
+            subject = await load(
+                url, tenant.org_id, tenant.phone_number_id, "+15550100000", args.events
+            )
             progress(f"loaded in {time.perf_counter() - started:,.0f} s")
             await analyze(engine)
             database = Database(engine)

@@ -73,7 +73,7 @@ async def test_events_recorded_before_the_log_become_its_first_leaves(
                         opted_in=False,
                         opted_in_at=at,
                         opted_out_at=at + timedelta(days=1),
-                        source="sms",
+                        source="api",  # what its events left: the audit holds records to them
                         consent_method="checkbox",
                         created_at=at,
                         updated_at=at + timedelta(days=1),

@@ -53,7 +53,7 @@ async def test_verify_passes_then_names_the_check_one_changed_byte_breaks(
     pinned = run(["proof", "verify", str(packet_file), "--public-key", str(key_file)], tmp_path)
     assert pinned.returncode == 0, pinned.stdout + pinned.stderr
     lines = pinned.stdout.splitlines()
-    assert lines[0] == "PASS  format: agentmessage.proof/1"
+    assert lines[0] == "PASS  format: agentmessage.proof/2"
     assert "pinned by the verifier" in lines[1]
     assert sum(line.startswith("PASS  event ") for line in lines) == 3
     assert lines[-1] == f"VERIFIED: {len(lines) - 1} of {len(lines) - 1} checks passed"

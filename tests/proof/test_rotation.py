@@ -50,10 +50,16 @@ async def test_old_keys_stay_published_after_a_rotation(
         old_key, new_key = parse_vkey(former["vkey"]), parse_vkey(current["vkey"])
         assert all(c.ok for c in verify_packet(old_packet, old_key))
 
-        # The log has not grown: the packet still proves against the old key's checkpoint.
+        # The log has not grown: the stored checkpoint is the old key's, and the
+        # packet, signed now, carries the same tree signed by the new key.
         same = (await new.get(f"/v1/consent/{consent_id}/proof", headers=tenant.headers)).json()
-        assert same["public_key"]["key_id"] == old_key.key_id
-        assert all(c.ok for c in verify_packet(same, old_key))
+        assert same["public_key"]["key_id"] == new_key.key_id
+        assert (same["tree_size"], same["root_hash"]) == (
+            old_packet["tree_size"],
+            old_packet["root_hash"],
+        )
+        assert all(c.ok for c in verify_packet(same, new_key))
+        assert not all(c.ok for c in verify_packet(same, old_key))
 
         await new.delete(f"/v1/consent/{consent_id}", headers=tenant.headers)
         grown = (await new.get(f"/v1/consent/{consent_id}/proof", headers=tenant.headers)).json()

@@ -124,6 +124,8 @@ def apply_change(
             consent_method=change.consent_method,
             created_at=now,
             updated_at=now,
+            event_count=0,
+            last_leaf_hash=None,
         )
     if change.refuse_stale:
         _refuse_stale(state, change)
@@ -174,6 +176,7 @@ class _Contact:
     the history they write: event rows and their proof-log leaves."""
 
     org_id: uuid.UUID
+    sender_number: str
     items: list[tuple[int, ConsentChange]]
     before: ConsentState | None = None
     after: ConsentState | None = None
@@ -196,16 +199,22 @@ class _Contact:
                 continue
             # The first change of a contact unknown before this batch creates it.
             created = self.before is None and not self.accepted
-            self.after = updated
             # Event ids are UUIDv7 made in order: history keeps the batch's order.
             accepted = Accepted(index, updated, created, new_id())
             self.accepted.append(accepted)
-            self._history(accepted, change, now, created_at)
+            leaf = self._history(accepted, change, now, created_at)
+            # The record's head moves to this event, which the next one names.
+            self.after = replace(updated, event_count=updated.event_count + 1, last_leaf_hash=leaf)
 
-    def _history(self, accepted: Accepted, change: ConsentChange, now: datetime, at: str) -> None:
-        """The change's event row and its leaf hash (what the log appends)."""
+    def _history(self, accepted: Accepted, change: ConsentChange, now: datetime, at: str) -> bytes:
+        """The change's event row and its leaf (what the log appends); the leaf hash.
+
+        The event names its place in the record's history and the leaf hash of the
+        record's event before it (event format 2), both known before the log's
+        head is locked: a gap in a record's story shows in what was signed."""
         kind = "opt_in" if change.opted_in else "opt_out"
         record = accepted.record
+        sequence = record.event_count + 1
         self.events.append(
             {
                 "org_id": self.org_id,
@@ -219,6 +228,8 @@ class _Contact:
                 "actor": change.actor,
                 "occurred_at": change.occurred_at,
                 "created_at": now,
+                "sequence": sequence,
+                "previous_leaf_hash": record.last_leaf_hash,
             }
         )
         document = log.event_document(
@@ -235,8 +246,13 @@ class _Contact:
             actor=change.actor,
             occurred_at=change.occurred_at,
             created_at=at,
+            sender_number=self.sender_number,
+            sequence=sequence,
+            previous_leaf_hash=record.last_leaf_hash,
         )
-        self.leaves.append((accepted.event_id, record.id, log.leaf_of(document)))
+        leaf = log.leaf_of(document)
+        self.leaves.append((accepted.event_id, record.id, leaf))
+        return leaf
 
 
 class Turn(Protocol):
@@ -285,7 +301,8 @@ async def record_changes(
             result.rejected.append(Rejection(index, "NOT_FOUND", {"phone_number_id": "not found"}))
             continue
         key = ContactKey(change.phone_number_id, change.contact_number)
-        contacts.setdefault(key, _Contact(org, items=[])).items.append((index, change))
+        contact = contacts.setdefault(key, _Contact(org, known[change.phone_number_id], items=[]))
+        contact.items.append((index, change))
     if not contacts:
         return result
 

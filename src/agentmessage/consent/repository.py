@@ -73,6 +73,9 @@ class ConsentState:
     consent_method: str
     created_at: datetime
     updated_at: datetime
+    # The head of its history in the proof log, which its next event names.
+    event_count: int
+    last_leaf_hash: bytes | None
 
     @classmethod
     def of(cls, record: ConsentRecord) -> ConsentState:
@@ -104,15 +107,17 @@ class ConsentRepository:
 
     async def known_phone_numbers(
         self, org: OrgScope, phone_number_ids: Iterable[uuid.UUID]
-    ) -> set[uuid.UUID]:
-        """Which of these ids are sender numbers of the organization."""
+    ) -> dict[uuid.UUID, str]:
+        """Which of these ids are sender numbers of the organization, with their numbers."""
         ids = list(set(phone_number_ids))
         if not ids:
-            return set()
-        rows = await self.session.scalars(
-            select(PhoneNumber.id).where(PhoneNumber.org_id == org, PhoneNumber.id.in_(ids))
+            return {}
+        rows = await self.session.execute(
+            select(PhoneNumber.id, PhoneNumber.number).where(
+                PhoneNumber.org_id == org, PhoneNumber.id.in_(ids)
+            )
         )
-        return set(rows)
+        return {number_id: number for number_id, number in rows}
 
     async def lock_states(
         self, org: OrgScope, keys: Sequence[ContactKey]
@@ -249,7 +254,16 @@ class ConsentRepository:
         return conditions
 
 
-_MUTABLE = ("opted_in", "opted_in_at", "opted_out_at", "source", "consent_method", "updated_at")
+_MUTABLE = (
+    "opted_in",
+    "opted_in_at",
+    "opted_out_at",
+    "source",
+    "consent_method",
+    "updated_at",
+    "event_count",
+    "last_leaf_hash",
+)
 
 
 def _in_log_order(statement: Select[ConsentEvent]) -> Select[ConsentEvent]:

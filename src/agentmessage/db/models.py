@@ -113,6 +113,10 @@ class ConsentRecord(Base):
     consent_method: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The head of the record's history in the proof log: how many events it has
+    # and its last event's leaf hash, which the next event names (event format 2).
+    event_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_leaf_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ConsentEvent(Base):
@@ -138,6 +142,10 @@ class ConsentEvent(Base):
     actor: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     occurred_at: Mapped[datetime]
     created_at: Mapped[datetime]
+    # Event format 2: its place in the record's history (1 for the first) and the
+    # leaf hash of the record's event before it. Null on events written before.
+    sequence: Mapped[int | None] = mapped_column(BigInteger)
+    previous_leaf_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class RateLimitWindow(Base):

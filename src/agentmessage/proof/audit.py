@@ -1,8 +1,10 @@
 """``agentmessage proof audit``: rebuild an organization's whole log from its event
-table and hold it against every stored leaf, subtree hash, head and checkpoint.
+table and hold it against every stored leaf, subtree hash, head and checkpoint;
+then walk each record's story and hold it against the record.
 
-One pass in leaf order, in constant memory (the frontier, never the leaves).
-The first divergence is named by its leaf, the way an auditor reports it.
+Two passes in constant memory: in leaf order (the frontier, never the leaves),
+then record by record (one record's chain at a time). The first divergence is
+named by its leaf, the way an auditor reports it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,16 @@ from sqlalchemy import and_, select
 
 from agentmessage.auth.service import OrgScope
 from agentmessage.db.engine import Database
-from agentmessage.db.models import ConsentEvent, ConsentRecord, LogCheckpoint, LogLeaf
+from agentmessage.db.models import (
+    ConsentEvent,
+    ConsentRecord,
+    LogCheckpoint,
+    LogLeaf,
+    PhoneNumber,
+)
 from agentmessage.proof import log, merkle
 from agentmessage.proof.service import published_keys
-from agentmessage.proof.verify import PublicKey, parse_checkpoint, verify_note
+from agentmessage.proof.verify import PublicKey, derive_record, parse_checkpoint, verify_note
 
 
 @dataclass(slots=True)
@@ -95,8 +103,11 @@ async def audit(
                 ConsentEvent.actor,
                 ConsentEvent.occurred_at,
                 ConsentEvent.created_at,
+                ConsentEvent.sequence,
+                ConsentEvent.previous_leaf_hash,
                 ConsentRecord.phone_number_id,
                 ConsentRecord.contact_number,
+                PhoneNumber.number.label("sender_number"),
             )
             .outerjoin(
                 ConsentEvent,
@@ -107,6 +118,13 @@ async def audit(
                 and_(
                     ConsentRecord.org_id == LogLeaf.org_id,
                     ConsentRecord.id == LogLeaf.consent_id,
+                ),
+            )
+            .outerjoin(
+                PhoneNumber,
+                and_(
+                    PhoneNumber.org_id == ConsentRecord.org_id,
+                    PhoneNumber.id == ConsentRecord.phone_number_id,
                 ),
             )
             .where(LogLeaf.org_id == org)
@@ -125,7 +143,9 @@ async def audit(
             if row.id is None:
                 report.fail(f"leaf {index}: its event {row.event_id} is missing", leaf=index)
                 break
-            document = log.document_of(row, row.phone_number_id, row.contact_number)
+            document = log.document_of(
+                row, row.phone_number_id, row.contact_number, row.sender_number
+            )
             hashes = merkle.append(frontier, size, log.leaf_of(document))
             if row.hashes[:32] != hashes[:32]:
                 report.fail(
@@ -161,6 +181,8 @@ async def audit(
             orphans = await _events_without_leaves(session, org)
             for event_id, created_at in orphans:
                 report.fail(f"event {event_id} (recorded {created_at}) is in no leaf of the log")
+        if report.ok:
+            await _audit_record_heads(session, org, report)
         if progress is not None:
             progress(size, current.size)
     return report
@@ -240,3 +262,86 @@ async def _events_without_leaves(session: Any, org: OrgScope) -> list[tuple[uuid
         .limit(50)
     )
     return [(row.id, row.created_at) for row in await session.execute(statement)]
+
+
+# The state a record's columns must hold, as its events leave it (verify.derive_record).
+_STATE = ("opted_in", "opted_in_at", "opted_out_at", "source", "consent_method", "updated_at")
+
+
+async def _audit_record_heads(session: Any, org: OrgScope, report: AuditReport) -> None:
+    """Each record's events, in log order: format-2 events name their place and
+    the leaf before them, and the record's head and state are what they leave."""
+    statement = (
+        select(
+            ConsentRecord.id.label("record_id"),
+            ConsentRecord.event_count,
+            ConsentRecord.last_leaf_hash,
+            *(ConsentRecord.__table__.c[name].label(f"record_{name}") for name in _STATE),
+            LogLeaf.leaf_index,
+            LogLeaf.hashes,
+            ConsentEvent.consent_id,
+            ConsentEvent.type,
+            ConsentEvent.consent_method,
+            ConsentEvent.source,
+            ConsentEvent.occurred_at,
+            ConsentEvent.created_at,
+            ConsentEvent.sequence,
+            ConsentEvent.previous_leaf_hash,
+        )
+        .outerjoin(
+            LogLeaf,
+            and_(LogLeaf.org_id == ConsentRecord.org_id, LogLeaf.consent_id == ConsentRecord.id),
+        )
+        .outerjoin(
+            ConsentEvent,
+            and_(ConsentEvent.org_id == LogLeaf.org_id, ConsentEvent.id == LogLeaf.event_id),
+        )
+        .where(ConsentRecord.org_id == org)
+        .order_by(ConsentRecord.id, LogLeaf.leaf_index)
+        .execution_options(yield_per=2000)
+    )
+    record: Any = None
+    chain: list[Any] = []
+    async for row in await session.stream(statement):
+        if record is not None and row.record_id != record.record_id:
+            _check_record(report, record, chain)
+            chain = []
+        record = row
+        if row.leaf_index is not None:
+            chain.append(row)
+        if len(report.problems) >= 50:
+            return
+    if record is not None:
+        _check_record(report, record, chain)
+
+
+def _check_record(report: AuditReport, record: Any, chain: list[Any]) -> None:
+    name = f"record {record.record_id}"
+    if not chain:
+        report.fail(f"{name}: has no event in the log")
+        return
+    previous: bytes | None = None
+    for position, leaf in enumerate(chain, start=1):
+        if leaf.sequence is not None and (
+            leaf.sequence != position or leaf.previous_leaf_hash != previous
+        ):
+            report.fail(
+                f"leaf {leaf.leaf_index}: {name}'s event {position} names itself event "
+                f"{leaf.sequence} after another predecessor: its story has a gap",
+                leaf=leaf.leaf_index,
+            )
+            return
+        previous = leaf.hashes[:32]
+    if record.event_count != len(chain) or record.last_leaf_hash != previous:
+        report.fail(
+            f"{name}: its head says {record.event_count} events, the log holds {len(chain)}",
+            leaf=chain[-1].leaf_index,
+        )
+        return
+    derived = derive_record([leaf._mapping for leaf in chain])
+    wrong = [field for field in _STATE if getattr(record, f"record_{field}") != derived[field]]
+    if wrong:
+        report.fail(
+            f"{name}: {', '.join(wrong)} differ from what its events leave",
+            leaf=chain[-1].leaf_index,
+        )

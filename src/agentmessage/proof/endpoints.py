@@ -85,9 +85,11 @@ async def get_consistency(
     "/v1/consent/{consent_id}/proof",
     summary="The consent record's proof packet (or printable certificate)",
     description=(
-        "A self-contained JSON file (format agentmessage.proof/1): the record, every "
+        "A self-contained JSON file (format agentmessage.proof/2): the record, every "
         "event of it in canonical form with its leaf index and RFC 6962 inclusion "
-        "proof, the signed checkpoint they prove against and the public key. Verify "
+        "proof, the signed checkpoint they prove against, the signed record head (how "
+        "many events the record has at that checkpoint, and its last) and the public "
+        "key. Verify "
         "it offline with `agentmessage proof verify`. `?since=N` adds the consistency "
         "proof from a checkpoint of size N you saved. `?format=html` is a printable "
         "one-page consent certificate. Requires consent:read."

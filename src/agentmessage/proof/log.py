@@ -27,7 +27,9 @@ from agentmessage.kit.clock import utcnow
 from agentmessage.kit.timefmt import format_rfc3339
 from agentmessage.proof import merkle
 from agentmessage.proof.keys import Signer
-from agentmessage.proof.verify import EVENT_FORMAT, leaf_hash
+from agentmessage.proof.verify import EVENT_FORMAT, EVENT_FORMATS, leaf_hash
+
+EVENT_FORMAT_1 = EVENT_FORMATS[0]
 
 
 def event_document(
@@ -45,13 +47,19 @@ def event_document(
     actor: dict[str, Any],
     occurred_at: datetime,
     created_at: datetime | str,
+    sender_number: str | None,
+    sequence: int | None,
+    previous_leaf_hash: bytes | None,
 ) -> dict[str, Any]:
     """The event as the log holds it: its leaf is SHA-256(0x00 || RFC 8785 of this).
 
-    ``created_at`` may come formatted: a batch's events share it.
+    Format 2 (``sequence`` given) adds the sender's number, the event's place in
+    its record's history and the leaf hash of the record's event before it;
+    events written before it (``sequence`` None) keep format 1, as they were
+    hashed. ``created_at`` may come formatted: a batch's events share it.
     """
-    return {
-        "format": EVENT_FORMAT,
+    document: dict[str, Any] = {
+        "format": EVENT_FORMAT_1,
         "org_id": _text(org_id),
         "id": str(event_id),
         "consent_id": str(consent_id),
@@ -66,6 +74,14 @@ def event_document(
         "occurred_at": format_rfc3339(occurred_at),
         "created_at": created_at if isinstance(created_at, str) else format_rfc3339(created_at),
     }
+    if sequence is not None:
+        document["format"] = EVENT_FORMAT
+        document["sender_number"] = sender_number
+        document["sequence"] = sequence
+        document["previous"] = (
+            base64.b64encode(previous_leaf_hash).decode() if previous_leaf_hash else None
+        )
+    return document
 
 
 @lru_cache(maxsize=4096)
@@ -90,9 +106,13 @@ class EventRow(Protocol):
     actor: dict[str, Any]
     occurred_at: datetime
     created_at: datetime
+    sequence: int | None
+    previous_leaf_hash: bytes | None
 
 
-def document_of(event: EventRow, phone_number_id: uuid.UUID, contact_number: str) -> dict[str, Any]:
+def document_of(
+    event: EventRow, phone_number_id: uuid.UUID, contact_number: str, sender_number: str | None
+) -> dict[str, Any]:
     return event_document(
         org_id=event.org_id,
         event_id=event.id,
@@ -107,6 +127,9 @@ def document_of(event: EventRow, phone_number_id: uuid.UUID, contact_number: str
         actor=event.actor,
         occurred_at=event.occurred_at,
         created_at=event.created_at,
+        sender_number=sender_number,
+        sequence=event.sequence,
+        previous_leaf_hash=event.previous_leaf_hash,
     )
 
 

@@ -23,7 +23,14 @@ from agentmessage.kit.errors import NotFound, ValidationFailed
 from agentmessage.kit.timefmt import format_rfc3339
 from agentmessage.proof import log
 from agentmessage.proof.keys import Signer
-from agentmessage.proof.verify import PACKET_FORMAT, PublicKey
+from agentmessage.proof.verify import (
+    PACKET_FORMAT,
+    PublicKey,
+    RecordHead,
+    manifest_hash,
+    record_head_text,
+    verify_note,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +106,9 @@ async def packet(
     *,
     since: int | None = None,
 ) -> dict[str, Any]:
-    """The proof packet of one consent record (format ``agentmessage.proof/1``)."""
+    """The proof packet of one consent record (format ``agentmessage.proof/2``):
+    its events with their inclusion proofs, the checkpoint, and the record head,
+    signed now, that says how many events the record has at that checkpoint."""
     repo = ConsentRepository(session)
     record = await repo.get(org, consent_id)
     if record is None:
@@ -107,7 +116,7 @@ async def packet(
     for _attempt in range(5):
         checkpoint = await log.checkpoint(session, org, signer, prefix)
         statement = (
-            select(LogLeaf.leaf_index, LogLeaf.event_id)
+            select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.hashes)
             .where(LogLeaf.org_id == org, LogLeaf.consent_id == consent_id)
             .order_by(LogLeaf.leaf_index)
         )
@@ -127,12 +136,15 @@ async def packet(
     paths, proof = await log.prove(
         session, org, size, [leaf.leaf_index for leaf in leaves], since=since
     )
+    organization = await session.get(Organization, org)
+    sender = await repo.phone_number(org, record.phone_number_id)
+    sender_number = sender.number if sender else None
     by_id = {event.id: event for event in events}
     entries: list[dict[str, Any]] = []
     for leaf in leaves:
         event = by_id.pop(leaf.event_id, None)
         document = (
-            log.document_of(event, record.phone_number_id, record.contact_number)
+            log.document_of(event, record.phone_number_id, record.contact_number, sender_number)
             if event is not None
             else None
         )
@@ -146,31 +158,52 @@ async def packet(
         )
     # An event the log never saw (inserted behind its back) is shown, without a leaf.
     for event in by_id.values():
-        document = log.document_of(event, record.phone_number_id, record.contact_number)
+        document = log.document_of(
+            event, record.phone_number_id, record.contact_number, sender_number
+        )
         entries.append(
             {"leaf_index": None, "event": document, "leaf_hash": None, "inclusion_proof": []}
         )
-    organization = await session.get(Organization, org)
-    sender = await repo.phone_number(org, record.phone_number_id)
-    out: dict[str, Any] = {
-        "manifest": {
-            "format": PACKET_FORMAT,
-            "generated_at": format_rfc3339(utcnow()),
-            "organization": {"id": str(org), "name": organization.name if organization else None},
-            "sender": {
-                "phone_number_id": str(record.phone_number_id),
-                "phone_number": sender.number if sender else None,
-            },
-            "contact_number": record.contact_number,
-            "consent_id": str(record.id),
-            "verify_with": "agentmessage proof verify PACKET.json --public-key KEY",
+    manifest = {
+        "format": PACKET_FORMAT,
+        "generated_at": format_rfc3339(utcnow()),
+        "organization": {"id": str(org), "name": organization.name if organization else None},
+        "sender": {
+            "phone_number_id": str(record.phone_number_id),
+            "phone_number": sender_number,
         },
+        "contact_number": record.contact_number,
+        "consent_id": str(record.id),
+        "verify_with": "agentmessage proof verify PACKET.json --public-key KEY",
+    }
+    origin = log.origin_of(prefix, org)
+    # Packets are signed by the current key. After a rotation with no event since,
+    # the stored checkpoint is the former key's: the same tree is signed again here.
+    note = checkpoint.note
+    if checkpoint.key_id != signer.key_id and await _signed_by_former_key(session, note):
+        note = signer.sign_note(log.checkpoint_text(origin, size, checkpoint.root_hash))
+    # What the log holds of the record up to the checkpoint, signed: a packet
+    # with an event left out, at the end included, no longer matches it.
+    proven = [leaf for leaf in leaves if leaf.leaf_index < size]
+    head = RecordHead(
+        origin=origin,
+        size=size,
+        root=checkpoint.root_hash,
+        consent_id=str(record.id),
+        events=len(proven),
+        last_leaf_index=proven[-1].leaf_index if proven else 0,
+        last_leaf_hash=proven[-1].hashes[:32] if proven else bytes(32),
+        manifest_hash=manifest_hash(manifest),
+    )
+    out: dict[str, Any] = {
+        "manifest": manifest,
         "record": ConsentRecordOut.model_validate(record).model_dump(mode="json"),
         "events": entries,
         "tree_size": size,
         "root_hash": b64(checkpoint.root_hash),
-        "checkpoint": checkpoint.note,
-        "public_key": await _signing_key(session, signer, checkpoint.key_id),
+        "checkpoint": note,
+        "record_head": signer.sign_note(record_head_text(head)),
+        "public_key": key_json(signer.public, signer.public_pem()),
     }
     if since is not None:
         out["consistency"] = {
@@ -181,15 +214,16 @@ async def packet(
     return out
 
 
-async def _signing_key(session: AsyncSession, signer: Signer, key_id: str) -> dict[str, Any]:
-    """The key that signed the checkpoint: the current one, or a former one after a
-    rotation when the log has not grown since."""
-    if key_id == signer.key_id:
-        return key_json(signer.public, signer.public_pem())
+async def _signed_by_former_key(session: AsyncSession, note: str) -> bool:
+    """Whether a stored checkpoint is signed by one of this server's published
+    keys: only such a tree is signed again with the current key."""
     for key in await published_keys(session):
-        if key.key_id == key_id:
-            return key_json(key)
-    return key_json(signer.public, signer.public_pem())
+        try:
+            verify_note(note, key)
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 class Checkpointer:

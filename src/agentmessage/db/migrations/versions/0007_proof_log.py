@@ -129,7 +129,14 @@ def _backfill() -> None:
     )
     bind = op.get_bind()
     statement = (
-        sa.select(events, records.c.phone_number_id, records.c.contact_number)
+        sa.select(
+            events,
+            records.c.phone_number_id,
+            records.c.contact_number,
+            # Events of this revision are of format 1: no place in a chain.
+            sa.null().label("sequence"),
+            sa.null().label("previous_leaf_hash"),
+        )
         .join(
             records,
             (records.c.org_id == events.c.org_id) & (records.c.id == events.c.consent_id),
@@ -141,7 +148,7 @@ def _backfill() -> None:
     # All rows first: interleaving inserts with an open cursor is not portable.
     for row in bind.execute(statement).all():
         size, frontier = state.get(row.org_id, (0, []))
-        document = document_of(row, row.phone_number_id, row.contact_number)
+        document = document_of(row, row.phone_number_id, row.contact_number, None)
         hashes = merkle.append(frontier, size, merkle.leaf_hash(merkle.canonical_json(document)))
         batch.append(
             {
