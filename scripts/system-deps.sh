@@ -4,7 +4,6 @@
 # redis-server: the Redis rate-limit store's tests start a throwaway server likewise.
 # chromium (and a font for it): the hosted form's end-to-end tests drive it headless.
 # nodejs and npm: the generated-client tests `npm ci` openapi-typescript and tsc (tests/clients).
-# faketime: `make test-later` runs the suite with the clock years ahead.
 # wrk: the benchmarks' load generator (bench/, never the tests).
 set -euo pipefail
 
@@ -15,7 +14,6 @@ command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missi
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -eq 0 ]; then

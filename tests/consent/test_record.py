@@ -141,8 +141,13 @@ async def test_history_follows_commit_order_when_the_clock_steps_back(client, te
     ]
 
 
-async def test_history_is_oldest_first_in_the_list_envelope(client, tenant, record):
+async def test_history_is_oldest_first_in_the_list_envelope(client, tenant):
+    # Captured under the same frozen clock as the rest: captured with the real one,
+    # the record's first event sorted after 2027-05-01 once that date had passed.
     start = datetime(2027, 5, 1, tzinfo=UTC)
+    with clock.frozen(start - timedelta(days=1)):
+        r = await client.post("/v1/consent", json=capture_body(tenant), headers=tenant.headers)
+        record = r.json()
     with clock.frozen(start):
         await client.delete(f"/v1/consent/{record['id']}", headers=tenant.headers)
         clock.advance(timedelta(minutes=1))

@@ -32,6 +32,7 @@ from agentmessage.hosted.pages import CSRF_FAILED, NOT_AGREED
 from agentmessage.kit.clock import clock, utcnow
 from agentmessage.orgs.service import create_organization, create_phone_number
 from agentmessage.settings import Settings
+from tests.fixtures.later import without_faketime
 from tests.hosted.forms import SEED_AGREEMENT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -78,12 +79,6 @@ CONTRAST_JS = """
 """
 
 
-# The suite's run under a clock years ahead preloads libfaketime into every process
-# it starts; Chromium's timers spin under it (a page took minutes). The browser only
-# renders: the clocks that run moves are the server's and the database's.
-BROWSER_ENVIRONMENT = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not CHROMIUM.exists():
@@ -98,7 +93,12 @@ def chromium() -> str:
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=chromium, args=LAUNCH_ARGS, env=BROWSER_ENVIRONMENT
+            # Chromium's timers spin under libfaketime (a page took minutes); the
+            # browser only renders, the clocks `make test-later` moves are the
+            # server's and the database's.
+            executable_path=chromium,
+            args=LAUNCH_ARGS,
+            env=without_faketime(),
         )
         yield browser
         await browser.close()
