@@ -6,10 +6,7 @@ name where the log diverges."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from tests.fixtures.verifier import run_alone
 
-import agentmessage.proof.verify as verify_module
 from agentmessage.auth.service import OrgScope
 from agentmessage.consent.changes import ConsentChange, record_changes
 from agentmessage.db.engine import Database
@@ -131,19 +128,7 @@ def run_verifier(
     tmp_path: Path, packet: dict[str, Any], *extra: str
 ) -> subprocess.CompletedProcess[str]:
     """The verifier copied out alone, run with only the packet and the public key."""
-    alone = tmp_path / "verifier"
-    alone.mkdir(exist_ok=True)
-    shutil.copy(verify_module.__file__, alone / "verify.py")
-    (alone / "packet.json").write_text(json.dumps(packet))
-    (alone / "key.txt").write_text(SIGNER.public.vkey + "\n")
-    return subprocess.run(
-        [sys.executable, "-I", "verify.py", "packet.json", "--public-key", "key.txt", *extra],
-        cwd=alone,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_alone(tmp_path, packet, SIGNER.public.vkey, *extra)
 
 
 def failing(packet: dict[str, Any], saved: str | None = None) -> list[str]:
@@ -187,6 +172,48 @@ async def test_one_changed_byte_of_evidence(database: Database, tmp_path: Path) 
     report = await audit(database, world.org)
     assert report.first_bad_leaf == 2, report.problems
     assert report.problems[0].startswith("leaf 2: event")
+
+
+async def test_a_record_flipped_back_to_opted_in(database: Database, tmp_path: Path) -> None:
+    """The record row is no append-only history: the attacker opts carol back in
+    there, leaving her events alone."""
+    world = await seed(database)
+    await as_attacker(
+        database,
+        update(ConsentRecord)
+        .where(ConsentRecord.id == world.contacts["carol"])
+        .values(opted_in=True, opted_out_at=None),
+    )
+    done = run_verifier(tmp_path, await packet_of(world, "carol"))
+    assert done.returncode == 1
+    assert "FAIL  record state: opted_in is True but its events make it False" in done.stdout
+    assert failing(await packet_of(world, "alice")) == []
+    report = await audit(database, world.org)
+    assert report.problems == [
+        f"record {world.contacts['carol']}: opted_in, opted_out_at differ from what its "
+        "events leave"
+    ]
+    assert report.first_bad_leaf == 5
+
+
+async def test_a_record_head_moved_back(database: Database, tmp_path: Path) -> None:
+    """The attacker sets alice's head back one event, so that her next event would
+    name the one before her last revocation: the audit sees the head disagree."""
+    world = await seed(database)
+    async with database.session(writes=False) as session:
+        second = await session.scalar(
+            select(LogLeaf.hashes).where(LogLeaf.org_id == world.org, LogLeaf.leaf_index == 2)
+        )
+    await as_attacker(
+        database,
+        update(ConsentRecord)
+        .where(ConsentRecord.id == world.contacts["alice"])
+        .values(event_count=2, last_leaf_hash=second[:32]),
+    )
+    report = await audit(database, world.org)
+    assert report.problems == [
+        f"record {world.contacts['alice']}: its head says 2 events, the log holds 3"
+    ]
 
 
 async def test_a_deleted_event(database: Database, tmp_path: Path) -> None:
