@@ -100,7 +100,7 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, sender: str, events: 
             event_rows.clear()
             leaves.clear()
 
-        subject_last = start
+        subject_last = subject_opted_in_at = start
         subject_events, subject_head = 0, None
         # The subject's record first: its events' foreign key needs it.
         records.append((org, subject, phone, "+15559990000", True, start, None, "api",
@@ -113,6 +113,8 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, sender: str, events: 
                 kind = "opt_in" if (i // spacing) % 2 == 0 else "opt_out"
                 subject_opted_in = kind == "opt_in"
                 subject_last = at
+                if subject_opted_in:
+                    subject_opted_in_at = at
                 sequence, previous = subject_events + 1, subject_head
             else:
                 consent_id, contact, kind = new_id(), f"+1555{i:07d}", "opt_in"
@@ -148,9 +150,10 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, sender: str, events: 
             await flush()
         # The subject's final state, as its last event left it.
         await connection.execute(
-            "UPDATE consent_records SET opted_in = $1, opted_out_at = $2, updated_at = $3, "
-            "event_count = $4, last_leaf_hash = $5 WHERE org_id = $6 AND id = $7",
+            "UPDATE consent_records SET opted_in = $1, opted_in_at = $2, opted_out_at = $3, "
+            "updated_at = $4, event_count = $5, last_leaf_hash = $6 WHERE org_id = $7 AND id = $8",
             subject_opted_in,
+            subject_opted_in_at,
             None if subject_opted_in else subject_last,
             subject_last,
             subject_events,

@@ -174,6 +174,19 @@ async def test_one_changed_byte_of_evidence(database: Database, tmp_path: Path) 
     assert report.problems[0].startswith("leaf 2: event")
 
 
+async def test_a_packet_after_the_public_url_changed(database: Database, tmp_path: Path) -> None:
+    """Not an attack: the latest checkpoint was signed when the service had another
+    public URL. The packet's record head names the tree as that checkpoint does."""
+    world = await seed(database)
+    await record(world, "bob", "+15554440002", False, 7)
+    async with world.database.session(writes=True) as session:
+        await log.checkpoint(session, world.org, SIGNER, "moved.example.test")
+        await session.commit()
+    done = run_verifier(tmp_path, await packet_of(world, "bob"))
+    assert done.returncode == 0, done.stdout
+    assert "moved.example.test/log/" in done.stdout
+
+
 async def test_a_record_flipped_back_to_opted_in(database: Database, tmp_path: Path) -> None:
     """The record row is no append-only history: the attacker opts carol back in
     there, leaving her events alone."""

@@ -28,6 +28,7 @@ from agentmessage.proof.verify import (
     PublicKey,
     RecordHead,
     manifest_hash,
+    parse_checkpoint,
     record_head_text,
     verify_note,
 )
@@ -176,7 +177,12 @@ async def packet(
         "consent_id": str(record.id),
         "verify_with": "agentmessage proof verify PACKET.json --public-key KEY",
     }
-    origin = log.origin_of(prefix, org)
+    # The tree's name as its checkpoint was signed: the public URL it is named by
+    # may have changed since (a stored note that does not parse fails the verifier).
+    try:
+        origin = parse_checkpoint(checkpoint.note).origin
+    except ValueError:
+        origin = log.origin_of(prefix, org)
     # Packets are signed by the current key. After a rotation with no event since,
     # the stored checkpoint is the former key's: the same tree is signed again here.
     note = checkpoint.note
