@@ -7,13 +7,17 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import insert, select
 
 from agentmessage.db.engine import create_engine
-from agentmessage.db.models import ApiKey
+from agentmessage.db.migrate import alembic_config
+from agentmessage.db.models import ApiKey, Organization, PhoneNumber
 
 AGENTMESSAGE = str(Path(sys.executable).with_name("agentmessage"))
 
@@ -153,6 +157,38 @@ def test_a_number_of_one_organization_cannot_be_registered_by_another(run):
     assert "Traceback" not in taken.stderr and taken.stdout == ""
     other = _json(run("numbers", "create", "--org", second["id"], "--number", "+15550100002"))
     assert other["org_id"] == second["id"]
+
+
+async def test_a_number_registered_twice_before_0013_stops_the_upgrade_naming_it(run, cli_database):
+    # A database from before migration 0013 where two organizations share a number:
+    # which keeps it is the operator's call, so the upgrade stops and says so.
+    engine = create_engine(cli_database)
+    try:
+        async with engine.begin() as connection:
+
+            def to_0012(sync_connection):
+                config = alembic_config()
+                config.attributes["connection"] = sync_connection
+                command.upgrade(config, "0012")
+
+            await connection.run_sync(to_0012)
+            at = datetime(2026, 1, 1, tzinfo=UTC)
+            for name in ("Acme", "Globex"):
+                org_id = uuid.uuid4()
+                await connection.execute(
+                    insert(Organization).values(id=org_id, name=name, plan="growth", created_at=at)
+                )
+                await connection.execute(
+                    insert(PhoneNumber).values(
+                        org_id=org_id, id=uuid.uuid4(), number="+15550100001", created_at=at
+                    )
+                )
+    finally:
+        await engine.dispose()
+    refused = run("migrate")
+    assert refused.returncode == 2
+    assert "+15550100001 (2 organizations)" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_demo_creates_data_once_and_prints_a_working_curl(run):

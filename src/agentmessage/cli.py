@@ -22,7 +22,7 @@ from agentmessage.auth.keys import SCOPES
 from agentmessage.auth.service import Caller, OrgScope, create_key
 from agentmessage.consent.schemas import CONSENT_METHODS
 from agentmessage.db.engine import Database, create_engine
-from agentmessage.db.migrate import upgrade_to_head
+from agentmessage.db.migrate import MigrationRefused, upgrade_to_head
 from agentmessage.db.models import Organization, PhoneNumber
 from agentmessage.kit.clock import utcnow
 from agentmessage.kit.errors import ApiError
@@ -599,7 +599,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     settings = Settings()
-    args.handler(settings, args)
+    try:
+        args.handler(settings, args)
+    except MigrationRefused as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

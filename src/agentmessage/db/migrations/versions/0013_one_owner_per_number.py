@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from agentmessage.db.migrate import MigrationRefused
+
 revision = "0013"
 down_revision = "0012"
 branch_labels = None
@@ -36,7 +38,7 @@ def upgrade() -> None:
     )
     if shared:
         listed = ", ".join(f"{number} ({count} organizations)" for number, count in shared)
-        raise RuntimeError(
+        raise MigrationRefused(
             "migration 0013: a sender number must belong to one organization, and these "
             f"belong to several: {listed}. Remove the extra registrations, then migrate again."
         )
