@@ -86,11 +86,13 @@ async def load(url: str, org: uuid.UUID, phone: uuid.UUID, count: int) -> None:
                 record_id = new_id()
                 records.append(
                     (org, record_id, phone, contact(i), opted_in, at if opted_in else None,
-                     None if opted_in else at, "api", "checkbox", at, at)
+                     None if opted_in else at, "api", "checkbox", at, at, 0, None)
                 )  # fmt: skip
+                # No proof-log leaves (a check never reads them): the record's log
+                # head stays empty and the event has no place in a chain.
                 events.append(
                     (org, new_id(), record_id, "opt_in" if opted_in else "opt_out", "checkbox",
-                     "api", "bench", None, '{"type": "bench"}', at, at)
+                     "api", "bench", None, '{"type": "bench"}', at, at, None, None)
                 )  # fmt: skip
             async with connection.transaction():
                 tables = {"consent_records": records, "consent_events": events}
