@@ -95,6 +95,8 @@ EDITS: dict[str, tuple[Callable[[Packet], None], str]] = {
         set_in("manifest", "generated_at", value="2030-01-01T00:00:00Z"),
         "record head",
     ),
+    # A number RFC 8785 cannot write: a failed check, never a traceback.
+    "unsafe integer": (set_in("manifest", "organization", "name", value=2**70), "record head"),
 }
 
 

@@ -618,7 +618,12 @@ def _check_record_head(
         )
     elif base64.b64encode(head.last_leaf_hash).decode() != last.get("leaf_hash"):
         problems.append("the record's last event is another than the packet's last")
-    if head.manifest_hash != manifest_hash(manifest):
+    try:
+        signed = head.manifest_hash == manifest_hash(manifest)
+    except rfc8785.CanonicalizationError as exc:  # a value JSON cannot carry exactly
+        signed = False
+        problems.append(f"the manifest has no canonical form ({exc})")
+    if not signed:
         problems.append("the manifest is not the one signed")
     if problems:
         return Check(name, False, "; ".join(problems))
