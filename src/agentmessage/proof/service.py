@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agentmessage.auth.service import OrgScope
@@ -117,7 +117,12 @@ async def packet(
     for _attempt in range(5):
         checkpoint = await log.checkpoint(session, org, signer, prefix)
         statement = (
-            select(LogLeaf.leaf_index, LogLeaf.event_id, LogLeaf.hashes)
+            select(
+                LogLeaf.leaf_index,
+                LogLeaf.event_id,
+                # A leaf's own hash leads its stored hashes: not the whole blob.
+                func.substr(LogLeaf.hashes, 1, 32).label("leaf_hash"),
+            )
             .where(LogLeaf.org_id == org, LogLeaf.consent_id == consent_id)
             .order_by(LogLeaf.leaf_index)
         )
@@ -198,7 +203,7 @@ async def packet(
         consent_id=str(record.id),
         events=len(proven),
         last_leaf_index=proven[-1].leaf_index if proven else 0,
-        last_leaf_hash=proven[-1].hashes[:32] if proven else bytes(32),
+        last_leaf_hash=proven[-1].leaf_hash if proven else bytes(32),
         manifest_hash=manifest_hash(manifest),
     )
     out: dict[str, Any] = {
